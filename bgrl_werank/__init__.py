@@ -1,0 +1,11 @@
+"""bgrl-werank: BGRL self-supervised pretraining on graphs with the WERank weight regularizer.
+
+The library functions most users need are importable from the top level::
+
+    from bgrl_werank import werank_penalty, encoder_weights, bgrl_loss
+"""
+
+from .losses import WERank, bgrl_loss, encoder_weights, gram, werank_penalty
+
+__version__ = "0.1.0"
+__all__ = ["werank_penalty", "WERank", "encoder_weights", "gram", "bgrl_loss", "__version__"]

@@ -1,0 +1,6 @@
+"""Self-supervised objectives and the WERank regularizer (one concept per module)."""
+
+from .bgrl import bgrl_loss
+from .werank import WERank, encoder_weights, gram, werank_penalty
+
+__all__ = ["bgrl_loss", "werank_penalty", "WERank", "encoder_weights", "gram"]
