@@ -1,0 +1,79 @@
+"""Run reports: ``report.json`` (machine-readable) and ``report.md`` (paste-able)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+
+
+def build_report(cfg: Config, probe: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report dict: dataset, protocol, per-split and mean ± std accuracy, key hyperparameters."""
+    report = {
+        "dataset": cfg.data.name,
+        "protocol": cfg.eval.protocol,
+        "num_splits": len(probe["test_acc"]),
+        "accuracy_mean": probe["mean"],
+        "accuracy_std": probe["std"],
+        "test_acc": probe["test_acc"],
+        "val_acc": probe.get("val_acc"),
+        "best_c": probe.get("best_c"),
+        "probe_backend": probe.get("backend"),
+        "probe_seconds": probe.get("seconds"),
+        "werank": cfg.werank.enabled,
+        "werank_alpha": cfg.werank.alpha if cfg.werank.enabled else 0.0,
+        "seed": cfg.seed,
+        "hyperparameters": {
+            "layer_sizes": cfg.model.layer_sizes,
+            "predictor_hidden": cfg.model.predictor_hidden,
+            "epochs": cfg.train.epochs,
+            "lr": cfg.optim.lr,
+            "weight_decay": cfg.optim.weight_decay,
+            "warmup_epochs": cfg.optim.warmup_epochs,
+            "momentum": cfg.optim.momentum,
+            "augment": [[v.edge_drop_p, v.feat_mask_p] for v in cfg.augment],
+            "werank_include_predictor": cfg.werank.include_predictor,
+        },
+    }
+    report.update(extra or {})
+    return report
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """A short Markdown report a researcher can paste."""
+    hp = report["hyperparameters"]
+    method = "BGRL + WERank" if report["werank"] else "BGRL"
+    lines = [
+        f"# Linear evaluation: {report['dataset']} ({method})",
+        "",
+        f"**Test accuracy: {100 * report['accuracy_mean']:.2f} ± {100 * report['accuracy_std']:.2f}** "
+        f"(mean ± std over {report['num_splits']} split(s), protocol `{report['protocol']}`, seed {report['seed']})",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        f"| method | {method} |",
+        f"| WERank alpha | {report['werank_alpha'] if report['werank'] else 'off'} |",
+        f"| encoder layers | {hp['layer_sizes']} |",
+        f"| predictor hidden | {hp['predictor_hidden']} |",
+        f"| epochs (warmup) | {hp['epochs']} ({hp['warmup_epochs']}) |",
+        f"| lr / weight decay | {hp['lr']} / {hp['weight_decay']} |",
+        f"| EMA momentum m0 | {hp['momentum']} |",
+        f"| views (edge_drop_p, feat_mask_p) | {hp['augment'][0]}, {hp['augment'][1]} |",
+        f"| probe | {report['probe_backend']}, {report['probe_seconds']:.2f} s |",
+    ]
+    if "rankme" in report:
+        lines.append(f"| RankMe of representations | {report['rankme']:.1f} of {hp['layer_sizes'][-1]} |")
+    if "train_seconds" in report:
+        lines.append(f"| pretraining wall time | {report['train_seconds']:.1f} s |")
+    if report["num_splits"] > 1:
+        accs = ", ".join(f"{100 * a:.2f}" for a in report["test_acc"])
+        lines += ["", f"Per-split test accuracy (%): {accs}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], folder: str | Path) -> None:
+    folder = Path(folder)
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / "report.md").write_text(report_markdown(report))

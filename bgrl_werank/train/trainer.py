@@ -1,0 +1,286 @@
+"""The BGRL + WERank training loop, with checkpoints, exact resume and clean interruption.
+
+One epoch is one full-batch step: two augmented views, the online network's predictions of both,
+the target network's representations of both, loss = BGRL loss + WERank penalty, one AdamW step,
+one EMA update of the target. Everything an epoch depends on (weights, optimizer moments, BatchNorm
+statistics, the augmentation generator, torch's global RNG) is in the checkpoint, so a resumed run
+continues bit for bit where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..augment import make_view, normalized_adjacency
+from ..config import Config, to_dict
+from ..losses import bgrl_loss, encoder_weights, werank_penalty
+from ..models import BGRL, build_bgrl, cosine_momentum, warmup_cosine_lr
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+# Features at most this dense are stored as sparse CSR: the first layer's X·Wᵀ then costs
+# O(nnz·out) instead of O(N·F·out) (Cora's features are 1.3% non-zero). Same values either way.
+SPARSE_FEATURE_DENSITY = 0.10
+
+
+class TrainingError(Exception):
+    """Training stopped (non-finite values); the message names the epoch and the term."""
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the current epoch finished and a checkpoint was written."""
+
+    def __init__(self, epoch: int, signame: str) -> None:
+        super().__init__(epoch, signame)
+        self.epoch = epoch
+        self.signame = signame
+
+
+@dataclass
+class Graph:
+    """A graph ready for training: features in their fast layout, edges, labels, the full adjacency."""
+
+    x: Tensor
+    edge_index: Tensor
+    y: Tensor
+    num_classes: int
+    data: Any  # the torch_geometric Data it came from (masks, labelled, name)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.x.size(0)
+
+    def full_adjacency(self) -> Tensor:
+        return normalized_adjacency(self.edge_index, self.num_nodes)
+
+
+def fast_features(x: Tensor) -> Tensor:
+    """``x`` as sparse CSR when at most :data:`SPARSE_FEATURE_DENSITY` of it is non-zero, else dense."""
+    if x.layout == torch.sparse_csr:
+        return x
+    if x.is_sparse:
+        x = x.to_dense()
+    x = x.to(torch.float32).contiguous()
+    density = float((x != 0).sum()) / max(1, x.numel())
+    return x.to_sparse_csr() if density <= SPARSE_FEATURE_DENSITY else x
+
+
+def load_graph(cfg: Config) -> Graph:
+    """Load and preprocess ``cfg.data`` (see :func:`bgrl_werank.data.load_dataset`)."""
+    from ..data import load_dataset
+
+    d = cfg.data
+    data = load_dataset(
+        d.name,
+        d.root,
+        row_normalize=d.row_normalize,
+        standardize=d.standardize,
+        undirected=d.undirected,
+        download=d.download,
+        csbm=to_dict(d.csbm),
+    )
+    return Graph(fast_features(data.x), data.edge_index, data.y, int(data.num_classes), data)
+
+
+def build_model(cfg: Config, in_channels: int) -> BGRL:
+    m = cfg.model
+    return build_bgrl(in_channels, m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init)
+
+
+def regularised_weights(model: BGRL, include_predictor: bool) -> list[Tensor]:
+    """The matrices WERank acts on: the online encoder's layers, then the predictor's if asked."""
+    weights = encoder_weights(model.online_encoder)
+    if include_predictor:
+        weights += encoder_weights(model.predictor)
+    return weights
+
+
+@torch.no_grad()
+def embed(model: BGRL, graph: Graph) -> Tensor:
+    """Representations of the un-augmented graph by the frozen online encoder (eval mode)."""
+    was_training = model.training
+    model.eval()
+    z = model.online_encoder(graph.x, graph.full_adjacency())
+    model.train(was_training)
+    return z
+
+
+def evaluate(cfg: Config, model: BGRL, graph: Graph) -> dict[str, Any]:
+    """Linear probe (``cfg.eval``) on the online encoder's representations; adds RankMe."""
+    from ..data import get_splits
+    from ..eval import linear_probe, rankme
+
+    z = embed(model, graph)
+    splits = get_splits(graph.data, cfg.eval.protocol, cfg.eval.num_splits, cfg.eval.split_seed)
+    kwargs = {"backend": cfg.eval.backend}
+    if cfg.eval.c_grid is not None:
+        kwargs["c_grid"] = cfg.eval.c_grid
+    result = linear_probe(z, graph.y, splits, **kwargs).to_dict()
+    result["rankme"] = float(rankme(z))
+    return result
+
+
+def _all_finite(tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+class Trainer:
+    """Runs (or resumes) one pretraining run in ``run_dir``.
+
+    Args:
+        cfg: the resolved config.
+        graph: the loaded graph.
+        run_dir: the run folder (must exist).
+        progress: show a tqdm bar (``None``: ``cfg.train.progress``, "auto" = only on a terminal).
+        on_epoch_end: optional callback ``f(trainer, epoch, record)`` (tests use it to inject faults).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        graph: Graph,
+        run_dir: str | Path,
+        progress: bool | None = None,
+        on_epoch_end: Callable[["Trainer", int, dict], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.graph = graph
+        self.run_dir = Path(run_dir)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg, graph.x.size(1))
+        self.optimizer = torch.optim.AdamW(
+            self.model.trainable_parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.epoch = 0  # number of finished epochs
+        self.on_epoch_end = on_epoch_end
+        mode = cfg.train.progress
+        self.progress = progress if progress is not None else (mode == "bar" or (mode == "auto" and sys.stderr.isatty()))
+        self._stop_signal: str | None = None
+        self.alpha = cfg.werank.alpha
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "config": to_dict(self.cfg),
+            "online_encoder": self.model.online_encoder.state_dict(),
+            "predictor": self.model.predictor.state_dict(),
+            "target_encoder": self.model.target_encoder.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator_state": self.generator.get_state(),
+            "torch_rng_state": torch.get_rng_state(),
+            "in_channels": self.graph.x.size(1),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.online_encoder.load_state_dict(state["online_encoder"])
+            self.model.predictor.load_state_dict(state["predictor"])
+            self.model.target_encoder.load_state_dict(state["target_encoder"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"checkpoint does not match this config's architecture: {first[:200]}") from None
+        self.generator.set_state(state["generator_state"])
+        torch.set_rng_state(state["torch_rng_state"])
+        self.epoch = int(state["epoch"])
+
+    def save(self) -> None:
+        params = [*self.model.online_encoder.parameters(), *self.model.predictor.parameters(), *self.model.target_encoder.parameters()]
+        if not _all_finite(params):
+            raise TrainingError(f"non-finite weights after epoch {self.epoch}; not writing them over the last good checkpoint")
+        save_checkpoint(self.state_dict(), self.run_dir / "checkpoint.pt")
+
+    def resume(self) -> None:
+        self.load_state_dict(load_checkpoint(self.run_dir / "checkpoint.pt"))
+
+    # ---------------------------------------------------------------- one epoch
+    def step(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        lr = warmup_cosine_lr(epoch, cfg.train.epochs, cfg.optim.warmup_epochs, cfg.optim.lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        v1, v2 = cfg.augment
+        x1, a1 = make_view(self.graph.x, self.graph.edge_index, v1.edge_drop_p, v1.feat_mask_p, self.generator)
+        x2, a2 = make_view(self.graph.x, self.graph.edge_index, v2.edge_drop_p, v2.feat_mask_p, self.generator)
+        self.model.train()
+        q1, q2, y1, y2 = self.model(x1, a1, x2, a2)
+        ssl = bgrl_loss(q1, y2, q2, y1)
+        if cfg.werank.enabled:
+            reg = werank_penalty(regularised_weights(self.model, cfg.werank.include_predictor), self.alpha)
+        else:
+            reg = ssl.new_zeros(())
+        for name, term in (("BGRL loss", ssl), ("WERank penalty", reg)):
+            if not torch.isfinite(term):
+                raise TrainingError(
+                    f"non-finite {name} ({float(term)}) at epoch {epoch + 1}; the last good checkpoint is kept — "
+                    f"lower optim.lr or werank.alpha"
+                )
+        loss = ssl + reg
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        momentum = cosine_momentum(epoch, cfg.train.epochs, cfg.optim.momentum)
+        self.model.update_target_network(momentum)
+        return {
+            "epoch": epoch + 1,
+            "loss": float(loss),
+            "bgrl_loss": float(ssl),
+            "werank": float(reg),
+            "lr": lr,
+            "momentum": momentum,
+            "epoch_time_s": time.perf_counter() - t0,
+        }
+
+    # ---------------------------------------------------------------- the loop
+    def _handle_signal(self, signum, _frame) -> None:
+        self._stop_signal = signal.Signals(signum).name
+
+    def fit(self) -> None:
+        """Train from ``self.epoch`` to ``cfg.train.epochs``, checkpointing and logging as configured."""
+        cfg = self.cfg
+        total = cfg.train.epochs
+        old_handlers = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[sig] = signal.signal(sig, self._handle_signal)
+        except ValueError:  # not the main thread: no signal handling
+            old_handlers = {}
+        metrics = open(self.run_dir / "metrics.jsonl", "a")
+        bar = tqdm(total=total, initial=self.epoch, disable=not self.progress, desc=f"{cfg.data.name}", unit="ep", dynamic_ncols=True)
+        try:
+            for epoch in range(self.epoch, total):
+                record = self.step(epoch)
+                self.epoch = epoch + 1
+                if self.epoch % cfg.train.log_every == 0 or self.epoch == total:
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(self, self.epoch, record)
+                if self.epoch % cfg.checkpoint.every == 0 or self.epoch == total or self._stop_signal:
+                    self.save()
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", werank=f"{record['werank']:.3f}", refresh=False)
+                if self._stop_signal and self.epoch < total:
+                    raise Interrupted(self.epoch, self._stop_signal)
+        finally:
+            bar.close()
+            metrics.close()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+
+
+def checkpoint_is_finished(state: dict[str, Any]) -> bool:
+    return int(state["epoch"]) >= int(state["config"]["train"]["epochs"])
+
