@@ -1,0 +1,81 @@
+"""Config schema: every shipped config loads; overrides; strict errors that name the key."""
+
+from pathlib import Path
+
+import pytest
+
+from bgrl_werank.config import Config, ConfigError, load_config, save_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml"))
+
+
+def test_there_are_configs():
+    names = {p.stem for p in CONFIGS}
+    assert {"cora", "citeseer", "amazon-computers", "amazon-photo", "coauthor-cs", "coauthor-physics"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config) and cfg.data.name == path.stem
+
+
+def test_reference_hyperparameters():
+    c = load_config(ROOT / "configs/amazon-photo.yaml")
+    assert c.model.layer_sizes == [256, 128] and c.optim.lr == 1e-4
+    assert [(v.edge_drop_p, v.feat_mask_p) for v in c.augment] == [(0.4, 0.1), (0.1, 0.2)]
+    assert c.train.epochs == 10000 and c.optim.warmup_epochs == 1000 and c.optim.weight_decay == 1e-5
+    cs = load_config(ROOT / "configs/coauthor-cs.yaml")
+    assert cs.model.layer_sizes == [512, 256] and cs.optim.lr == 1e-5
+    assert [(v.edge_drop_p, v.feat_mask_p) for v in cs.augment] == [(0.3, 0.3), (0.2, 0.4)]
+
+
+def test_overrides_including_lists():
+    c = load_config(None, ["werank.enabled=false", "seed=3", "augment.0.edge_drop_p=0.3",
+                           "model.layer_sizes=[64, 32]", "optim.lr=1e-3", "werank.alpha=[0.1, 0.2]"])
+    assert c.werank.enabled is False and c.seed == 3 and c.augment[0].edge_drop_p == 0.3
+    assert c.model.layer_sizes == [64, 32] and c.optim.lr == 1e-3 and c.werank.alpha == [0.1, 0.2]
+
+
+def test_save_and_reload_roundtrip(tmp_path):
+    c = load_config(None, ["seed=7", "augment.1.feat_mask_p=0.5"])
+    save_config(c, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == c
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("werank.alhpa=0.1", "did you mean 'werank.alpha'"),
+        ("traim.epochs=3", "did you mean 'train'"),
+        ("seed=abc", "seed: expected an integer"),
+        ("werank.enabled=maybe", "werank.enabled: expected true or false"),
+        ("werank.alpha=-0.5", "werank.alpha must be >= 0"),
+        ("augment.0.edge_drop_p=1.0", "augment.0.edge_drop_p must be a probability in [0, 1)"),
+        ("augment.1.feat_mask_p=-0.1", "augment.1.feat_mask_p must be a probability"),
+        ("train.epochs=0", "train.epochs must be > 0"),
+        ("model.layer_sizes=[]", "model.layer_sizes is empty"),
+        ("werank.alpha=[0.1, 0.2, 0.3]", "werank.alpha has 3 values but there are 2"),
+        ("augment.5.edge_drop_p=0.1", "use an index 0..1"),
+        ("eval.protocol=full", "eval.protocol must be one of"),
+        ("noequals", "has no '='"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_key_in_yaml_and_malformed_yaml(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown config key 'optim.learning_rate'"):
+        load_config(p)
+    p.write_text("optim: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
