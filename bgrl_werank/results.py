@@ -1,0 +1,95 @@
+"""Results tables generated from run folders (never typed by hand).
+
+Usage::
+
+    python -m bgrl_werank.results runs/paper                  # print the Markdown table
+    python -m bgrl_werank.results runs/paper --update README.md --marker results
+
+Every ``report.json`` below the given folders is one run. Runs are grouped by dataset, protocol
+and method (BGRL or BGRL + WERank); each run contributes its mean test accuracy over its probe
+splits, and the table shows mean ± std (numpy, ddof=0) of those over the runs (seeds) with their
+count. With ``--update FILE`` the table replaces the text between ``<!-- {marker}:begin -->`` and
+``<!-- {marker}:end -->`` in FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def collect(folders: list[str | Path]) -> list[dict]:
+    """Every ``report.json`` (of a training run, not of a later eval) below ``folders``."""
+    reports = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("report.json")):
+            if "eval" in path.relative_to(folder).parts[:-1]:
+                continue
+            r = json.loads(path.read_text())
+            r["_path"] = str(path.parent)
+            reports.append(r)
+    return reports
+
+
+def _fmt(values: list[float]) -> str:
+    a = 100 * np.asarray(values)
+    return f"{a.mean():.2f} ± {a.std():.2f}"
+
+
+def table(reports: list[dict]) -> str:
+    """Markdown: one row per (dataset, protocol); BGRL and BGRL + WERank side by side."""
+    groups: dict[tuple, dict[bool, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in reports:
+        groups[(r["dataset"], r["protocol"])][bool(r["werank"])].append(r)
+    lines = [
+        "| dataset | protocol | BGRL | BGRL + WERank | WERank α | epochs | seeds (BGRL / +WERank) | RankMe (BGRL / +WERank) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, protocol), by in sorted(groups.items()):
+        base, reg = by.get(False, []), by.get(True, [])
+        cell = lambda rs: _fmt([r["accuracy_mean"] for r in rs]) if rs else "—"  # noqa: E731
+        rank = lambda rs: f"{np.mean([r['rankme'] for r in rs]):.1f}" if rs and all("rankme" in r for r in rs) else "—"  # noqa: E731
+        alphas = sorted({json.dumps(r["werank_alpha"]) for r in reg}) or ["—"]
+        epochs = sorted({r["hyperparameters"]["epochs"] for r in base + reg})
+        lines.append(
+            f"| {dataset} | {protocol} | {cell(base)} | {cell(reg)} | {', '.join(alphas)} | "
+            f"{', '.join(map(str, epochs))} | {len(base)} / {len(reg)} | {rank(base)} / {rank(reg)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def update_file(path: str | Path, marker: str, text: str) -> None:
+    path = Path(path)
+    src = path.read_text()
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(src):
+        raise SystemExit(f"error: markers '{begin}' … '{end}' not found in {path}; add them where the table goes")
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{text}{end}", src))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bgrl_werank.results", description=__doc__.split("\n\n")[0])
+    p.add_argument("folders", nargs="+", help="folders containing run folders")
+    p.add_argument("--update", metavar="FILE", help="replace the marked block in FILE (e.g. README.md)")
+    p.add_argument("--marker", default="results", help="marker name of the block (default: results)")
+    args = p.parse_args(argv)
+    reports = collect(args.folders)
+    if not reports:
+        print(f"error: no report.json found under {', '.join(args.folders)}; train some runs first", file=sys.stderr)
+        return 2
+    text = table(reports)
+    if args.update:
+        update_file(args.update, args.marker, text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
