@@ -73,10 +73,10 @@ def random_splits(
 
 def splits_from_masks(train_mask: Tensor, val_mask: Tensor, test_mask: Tensor) -> list[Split]:
     """Splits from boolean masks of shape (N,) (one split) or (N, S) (S splits)."""
-    if train_mask.dim() == 1:
-        train_mask, val_mask, test_mask = (m.view(-1, 1) for m in (train_mask, val_mask, test_mask))
-    test_mask = test_mask.expand_as(train_mask) if test_mask.shape[1] == 1 else test_mask
-    val_mask = val_mask.expand_as(train_mask) if val_mask.shape[1] == 1 else val_mask
+    # Each mask may be (N,) or (N, S); WikiCS ships (N, 20) train/val masks with one (N,) test mask.
+    train_mask, val_mask, test_mask = (m.view(-1, 1) if m.dim() == 1 else m for m in (train_mask, val_mask, test_mask))
+    s = max(m.shape[1] for m in (train_mask, val_mask, test_mask))
+    train_mask, val_mask, test_mask = (m.expand(-1, s) if m.shape[1] == 1 else m for m in (train_mask, val_mask, test_mask))
     return [
         Split(train_mask[:, s].nonzero().view(-1), val_mask[:, s].nonzero().view(-1), test_mask[:, s].nonzero().view(-1))
         for s in range(train_mask.shape[1])
