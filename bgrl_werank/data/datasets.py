@@ -422,7 +422,8 @@ def _row_normalize(x: Tensor) -> Tensor:
     """PyG ``NormalizeFeatures``: shift by the global minimum, divide rows by max(row sum, 1)."""
     if x.layout == torch.sparse_csr:
         values = x.values()
-        if values.numel() and float(values.min()) < 0:  # the shift would fill the zeros: densify
+        # The shift is a no-op only if some entry is an implicit zero and none is negative.
+        if values.numel() == x.shape[0] * x.shape[1] or (values.numel() and float(values.min()) < 0):
             return _row_normalize(x.to_dense())
         crow = x.crow_indices()
         row = torch.repeat_interleave(torch.arange(x.shape[0]), crow[1:] - crow[:-1])
