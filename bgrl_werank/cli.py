@@ -143,6 +143,10 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     train_seconds = time.perf_counter() - t0 + _previous_train_seconds(run_dir)
     _write_progress(run_dir, train_seconds)
+    if cfg.diagnostics.every > 0:
+        from .plots import plot_spectra
+
+        plot_spectra(run_dir)
     if args.no_eval:
         return 0
     probe = evaluate(cfg, trainer.model, graph)

@@ -25,6 +25,7 @@ from ..augment import make_view, normalized_adjacency
 from ..config import Config, to_dict
 from ..losses import bgrl_loss, encoder_weights, werank_penalty
 from ..models import BGRL, build_bgrl, cosine_momentum, warmup_cosine_lr
+from . import diagnostics
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 # Features at most this dense are stored as sparse CSR: the first layer's X·Wᵀ then costs
@@ -76,19 +77,28 @@ def fast_features(x: Tensor) -> Tensor:
 
 def load_graph(cfg: Config) -> Graph:
     """Load and preprocess ``cfg.data`` (see :func:`bgrl_werank.data.load_dataset`)."""
-    from ..data import load_dataset
+    from ..data import DatasetError
 
     d = cfg.data
-    data = load_dataset(
+    try:
+        data = _load(d)
+    except ValueError as e:  # make_csbm's range checks
+        raise DatasetError(f"data.csbm: {e}") from None
+    return Graph(fast_features(data.x), data.edge_index, data.y, int(data.num_classes), data)
+
+
+def _load(d):
+    from ..data import load_dataset
+
+    return load_dataset(
         d.name,
         d.root,
         row_normalize=d.row_normalize,
         standardize=d.standardize,
         undirected=d.undirected,
         download=d.download,
-        csbm=to_dict(d.csbm),
+        csbm=to_dict(d.csbm) if d.name == "csbm" else None,
     )
-    return Graph(fast_features(data.x), data.edge_index, data.y, int(data.num_classes), data)
 
 
 def build_model(cfg: Config, in_channels: int) -> BGRL:
@@ -247,6 +257,22 @@ class Trainer:
     def _handle_signal(self, signum, _frame) -> None:
         self._stop_signal = signal.Signals(signum).name
 
+    def _trim_metrics(self) -> None:
+        """Drop log lines past the checkpoint we resume from (a kill can land between log and save)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["epoch"] <= self.epoch:
+                    kept.append(line)
+            except (ValueError, KeyError):
+                break  # a torn last line
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(k + "\n" for k in kept))
+        tmp.replace(path)
+
     def fit(self) -> None:
         """Train from ``self.epoch`` to ``cfg.train.epochs``, checkpointing and logging as configured."""
         cfg = self.cfg
@@ -257,13 +283,21 @@ class Trainer:
                 old_handlers[sig] = signal.signal(sig, self._handle_signal)
         except ValueError:  # not the main thread: no signal handling
             old_handlers = {}
+        self._trim_metrics()
+        diagnostics.trim_spectra(self.run_dir, self.epoch)
         metrics = open(self.run_dir / "metrics.jsonl", "a")
         bar = tqdm(total=total, initial=self.epoch, disable=not self.progress, desc=f"{cfg.data.name}", unit="ep", dynamic_ncols=True)
         try:
             for epoch in range(self.epoch, total):
                 record = self.step(epoch)
                 self.epoch = epoch + 1
-                if self.epoch % cfg.train.log_every == 0 or self.epoch == total:
+                every = cfg.diagnostics.every
+                if every > 0 and (self.epoch % every == 0 or self.epoch == total or self.epoch == 1):
+                    t_diag = time.perf_counter()
+                    scalars, spectra = diagnostics.collect(self.model, self.graph, cfg.diagnostics.rel_threshold)
+                    diagnostics.append_spectra(self.run_dir, self.epoch, spectra)
+                    record.update(scalars, diagnostics_time_s=time.perf_counter() - t_diag)
+                if self.epoch % cfg.train.log_every == 0 or self.epoch == total or "rankme" in record:
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
                 if self.on_epoch_end is not None:

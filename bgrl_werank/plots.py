@@ -1,0 +1,131 @@
+"""Figures from run folders (matplotlib, PNG).
+
+Usage::
+
+    python -m bgrl_werank.plots spectra RUN_DIR                 # RUN_DIR/spectra.png
+    python -m bgrl_werank.plots compare RUN_A RUN_B [...] --labels BGRL "BGRL+WERank" --out final.png
+
+``spectra``: the singular values over epochs of every weight matrix and of the representation
+covariance, one line per singular value (the layout of the paper's Figure 1).
+``compare``: the final spectra of several runs, one panel per matrix, one line per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .train.diagnostics import read_spectra  # noqa: E402
+
+_TITLES = {"representation_cov": "representation covariance", "prediction_cov": "prediction covariance"}
+
+
+def _panels(record: dict) -> list[str]:
+    keys = [k for k in record if k != "epoch"]
+    return [k for k in keys if k.startswith("encoder.")] + [k for k in keys if k.startswith("predictor.")] + [
+        k for k in ("representation_cov", "prediction_cov") if k in keys
+    ]
+
+
+def _title(key: str) -> str:
+    if key in _TITLES:
+        return _TITLES[key]
+    part, idx = key.split(".")
+    return f"{part} W{int(idx) + 1}"
+
+
+def plot_spectra(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Singular values over training for one run; returns the PNG path."""
+    run_dir = Path(run_dir)
+    records = read_spectra(run_dir)
+    if not records:
+        raise ValueError(f"no spectra.jsonl in {run_dir}; train with --set diagnostics.every=N (N > 0)")
+    keys = _panels(records[0])
+    epochs = np.array([r["epoch"] for r in records])
+    ncols = min(3, len(keys))
+    nrows = int(np.ceil(len(keys) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        values = np.array([r[key] for r in records])  # (T, k), each row descending
+        colors = plt.cm.viridis(np.linspace(0, 1, values.shape[1]))
+        for j in range(values.shape[1]):
+            ax.plot(epochs, np.maximum(values[:, j], 1e-12), color=colors[j], lw=0.8)
+        ax.set_yscale("log")
+        ax.set_title(_title(key), fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("singular value")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(f"Singular values during training — {run_dir.name}", fontsize=11)
+    fig.tight_layout()
+    out = Path(out) if out else run_dir / "spectra.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_compare(run_dirs: list[str | Path], labels: list[str] | None, out: str | Path) -> Path:
+    """Final spectra of several runs, one panel per matrix; returns the PNG path."""
+    finals = []
+    for d in run_dirs:
+        records = read_spectra(d)
+        if not records:
+            raise ValueError(f"no spectra.jsonl in {d}; train with --set diagnostics.every=N (N > 0)")
+        finals.append(records[-1])
+    labels = labels or [Path(d).name for d in run_dirs]
+    if len(labels) != len(run_dirs):
+        raise ValueError(f"{len(labels)} labels for {len(run_dirs)} runs; give one label per run")
+    keys = [k for k in _panels(finals[0]) if all(k in f for f in finals)]
+    ncols = min(3, len(keys))
+    nrows = int(np.ceil(len(keys) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for f, label in zip(finals, labels):
+            s = np.maximum(np.array(f[key]), 1e-12)
+            ax.plot(np.arange(1, len(s) + 1), s, label=f"{label} (epoch {f['epoch']})", lw=1.2)
+        ax.set_yscale("log")
+        ax.set_title(_title(key), fontsize=10)
+        ax.set_xlabel("index")
+        ax.set_ylabel("singular value")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("Final singular value spectra", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return Path(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bgrl_werank.plots", description="Figures from run folders.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("spectra", help="singular values over training for one run")
+    s.add_argument("run_dir")
+    s.add_argument("--out")
+    c = sub.add_parser("compare", help="final spectra of several runs")
+    c.add_argument("run_dirs", nargs="+")
+    c.add_argument("--labels", nargs="+")
+    c.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "spectra":
+            path = plot_spectra(args.run_dir, args.out)
+        else:
+            path = plot_compare(args.run_dirs, args.labels, args.out)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

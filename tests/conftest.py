@@ -1,0 +1,30 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny synthetic graph and model: the whole pipeline runs in a few seconds.
+TINY = [
+    "data.name=csbm", "data.csbm.num_nodes=240", "data.csbm.num_features=24", "data.csbm.num_classes=3",
+    "data.csbm.avg_degree=6", "data.csbm.signal=1.5", "data.row_normalize=false",
+    "model.layer_sizes=[32, 16]", "model.predictor_hidden=32",
+    "train.epochs=12", "train.progress=none", "optim.warmup_epochs=2", "optim.lr=0.01",
+    "eval.protocol=random", "eval.num_splits=3", "checkpoint.every=4", "threads=1",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Processed dataset caches go to a per-session temp folder, never into ~ or the data root."""
+    cache = os.environ.get("BGRL_WERANK_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
+    monkeypatch.setenv("BGRL_WERANK_CACHE", cache)
+    monkeypatch.setenv("BGRL_WERANK_OFFLINE", "1")
+
+
+def sets(overrides):
+    out = []
+    for o in overrides:
+        out += ["--set", o]
+    return out
