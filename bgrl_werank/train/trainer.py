@@ -245,9 +245,9 @@ class Trainer:
         self.model.update_target_network(momentum)
         return {
             "epoch": epoch + 1,
-            "loss": float(loss),
-            "bgrl_loss": float(ssl),
-            "werank": float(reg),
+            "loss": float(loss.detach()),
+            "bgrl_loss": float(ssl.detach()),
+            "werank": float(reg.detach()),
             "lr": lr,
             "momentum": momentum,
             "epoch_time_s": time.perf_counter() - t0,
