@@ -126,7 +126,7 @@ class CheckpointConfig:
 
 @dataclass
 class DiagnosticsConfig:
-    every: int = 0  # epochs between rank diagnostics; 0 turns them off
+    every: int = 25  # epochs between rank diagnostics (~3.5% of training time on Cora); 0 turns them off
     rel_threshold: float = 1e-3
 
 

@@ -11,7 +11,7 @@ TINY = [
     "data.csbm.avg_degree=6", "data.csbm.signal=1.5", "data.row_normalize=false",
     "model.layer_sizes=[32, 16]", "model.predictor_hidden=32",
     "train.epochs=12", "train.progress=none", "optim.warmup_epochs=2", "optim.lr=0.01",
-    "eval.protocol=random", "eval.num_splits=3", "checkpoint.every=4", "threads=1",
+    "eval.protocol=random", "eval.num_splits=3", "checkpoint.every=4", "threads=1", "diagnostics.every=0",
 ]
 
 
