@@ -41,6 +41,16 @@ def _title(key: str) -> str:
     return f"{part} W{int(idx) + 1}"
 
 
+def _grid(n: int):
+    """A figure with ``n`` panels, three per row; unused panels are hidden."""
+    ncols = min(3, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
 def plot_spectra(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Singular values over training for one run; returns the PNG path."""
     run_dir = Path(run_dir)
@@ -49,9 +59,7 @@ def plot_spectra(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise ValueError(f"no spectra.jsonl in {run_dir}; train with --set diagnostics.every=N (N > 0)")
     keys = _panels(records[0])
     epochs = np.array([r["epoch"] for r in records])
-    ncols = min(3, len(keys))
-    nrows = int(np.ceil(len(keys) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = _grid(len(keys))
     for ax, key in zip(axes.flat, keys):
         values = np.array([r[key] for r in records])  # (T, k), each row descending
         colors = plt.cm.viridis(np.linspace(0, 1, values.shape[1]))
@@ -61,8 +69,6 @@ def plot_spectra(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.set_title(_title(key), fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("singular value")
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
     fig.suptitle(f"Singular values during training — {run_dir.name}", fontsize=11)
     fig.tight_layout()
     out = Path(out) if out else run_dir / "spectra.png"
@@ -83,9 +89,7 @@ def plot_compare(run_dirs: list[str | Path], labels: list[str] | None, out: str 
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} runs; give one label per run")
     keys = [k for k in _panels(finals[0]) if all(k in f for f in finals)]
-    ncols = min(3, len(keys))
-    nrows = int(np.ceil(len(keys) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = _grid(len(keys))
     for ax, key in zip(axes.flat, keys):
         for f, label in zip(finals, labels):
             s = np.maximum(np.array(f[key]), 1e-12)
@@ -94,8 +98,6 @@ def plot_compare(run_dirs: list[str | Path], labels: list[str] | None, out: str 
         ax.set_title(_title(key), fontsize=10)
         ax.set_xlabel("index")
         ax.set_ylabel("singular value")
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.suptitle("Final singular value spectra", fontsize=11)
     fig.tight_layout()
