@@ -41,6 +41,18 @@ def _title(key: str) -> str:
     return f"{part} W{int(idx) + 1}"
 
 
+def _describe(run_dir: Path) -> str:
+    """'cora, BGRL + WERank (alpha 0.01), seed 0' from the run's config.yaml, else the folder name."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        method = f"BGRL + WERank (alpha {cfg['werank']['alpha']})" if cfg["werank"]["enabled"] else "BGRL"
+        return f"{cfg['data']['name']}, {method}, seed {cfg['seed']}"
+    except (OSError, KeyError, TypeError, ValueError):
+        return run_dir.name
+
+
 def _grid(n: int):
     """A figure with ``n`` panels, three per row; unused panels are hidden."""
     ncols = min(3, n)
@@ -69,7 +81,7 @@ def plot_spectra(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.set_title(_title(key), fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("singular value")
-    fig.suptitle(f"Singular values during training — {run_dir.name}", fontsize=11)
+    fig.suptitle(f"Singular values during training — {_describe(run_dir)}", fontsize=11)
     fig.tight_layout()
     out = Path(out) if out else run_dir / "spectra.png"
     fig.savefig(out, dpi=110)
