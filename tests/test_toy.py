@@ -18,6 +18,7 @@ from bgrl_werank.toy.cli import main
 from bgrl_werank.toy.config import ConfigError, build_config, load_config
 from bgrl_werank.toy.data import gaussian_data, view_noise
 from bgrl_werank.toy.losses import info_nce_loss, vicreg_loss
+from bgrl_werank.toy.model import LinearNet, embedding_spectrum
 from bgrl_werank.toy.train import RunSpec, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +131,23 @@ def test_info_nce_matches_direct_formula(tau):
     assert float(info_nce_loss(torch.tensor(z2), torch.tensor(z1), tau)) == pytest.approx(float(loss), rel=1e-12)
 
 
+def test_embedding_spectrum_is_the_eigenvalues_of_the_embedding_covariance():
+    net = LinearNet(3, width=5, init="gaussian", init_scale=1.0, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(50, 5, generator=torch.Generator().manual_seed(1))
+    w = [layer.weight.detach().double().numpy() for layer in net.layers]
+    z = x.double().numpy() @ w[0].T @ w[1].T @ w[2].T
+    zc = z - z.mean(axis=0)
+    expected = np.sort(np.linalg.eigvalsh(zc.T @ zc / len(z)))[::-1]
+    np.testing.assert_allclose(embedding_spectrum(net, x), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_orthogonal_init_has_equal_singular_values():
+    net = LinearNet(2, width=16, init="orthogonal", init_scale=0.3, generator=torch.Generator().manual_seed(0))
+    for layer in net.layers:
+        np.testing.assert_allclose(torch.linalg.svdvals(layer.weight.detach()).numpy(), 0.3, rtol=1e-5)
+        assert layer.bias is None
+
+
 # --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
@@ -227,6 +245,10 @@ def test_cli_runs_a_tiny_trajectory_figure(tmp_path, capsys):
     assert len(runs[0]["embedding"][-1]) == 16
     assert "train.epochs" not in (out / "config.yaml").read_text()  # nested YAML, not dotted keys
     assert load_config(out / "config.yaml").train.epochs == 4  # the resolved config reloads
+    # the figure can be redrawn from the run folder alone
+    (out / "fig1.png").unlink()
+    assert main(["--replot", str(out)]) == 0
+    assert (out / "fig1.png").is_file()
 
 
 def test_cli_runs_tiny_sweep_figures(tmp_path):
@@ -250,3 +272,5 @@ def test_cli_reports_a_bad_key_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "data.kk" in err and "data.k" in err
     assert not (tmp_path / "x").exists()  # failed before creating the run folder
+    assert main(["--set", "seed=1"]) == 2
+    assert "--figure is required" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .config import ConfigError, ToyConfig, load_config, save_config
-from .experiments import FIGURES, TRAJECTORY_LOSS, run_figure, summarise
+from .experiments import FIGURES, TRAJECTORY_LOSS, draw, run_figure, summarise
 from .train import RunSpec, ToyTrainingError
 
 EXIT_ERROR = 2
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Controlled Gaussian experiments of the WERank paper (Figures 1-5): deep linear networks "
                     "trained with VICReg, InfoNCE or an EMA teacher, with and without WERank.",
     )
-    p.add_argument("--figure", type=int, required=True, choices=FIGURES,
+    p.add_argument("--figure", type=int, choices=FIGURES,
                    help="1: VICReg spectra over training; 2: embedding spectra by depth; 3: weight spectra by "
                         "noise strength k; 4: InfoNCE spectra over training; 5: EMA spectra over training")
     p.add_argument("--config", help=f"YAML config (default: {DEFAULT_CONFIG.format(figure='<N>')} when it exists, "
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.epochs=200 --set data.k=0.5 (repeatable)")
     p.add_argument("--out", help="run folder (default: <out_dir>/fig<N>/<timestamp>)")
+    p.add_argument("--replot", metavar="RUN_DIR",
+                   help="redraw the figure of an existing run folder from its config.yaml and spectra.json "
+                        "(no training; the other options are ignored)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -93,7 +96,23 @@ def _summary_md(figure: int, rows: list[dict], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _replot(run_dir: Path) -> int:
+    spectra = run_dir / "spectra.json"
+    if not spectra.is_file():
+        raise ConfigError(f"'{spectra}' not found; --replot takes a run folder written by --figure")
+    data = json.loads(spectra.read_text())
+    cfg = load_config(run_dir / "config.yaml")
+    png = run_dir / f"fig{data['figure']}.png"
+    draw(cfg, data["figure"], data["runs"]).savefig(png, dpi=110)
+    print(f"wrote {png}", file=sys.stderr)
+    return 0
+
+
 def _main(args: argparse.Namespace) -> int:
+    if args.replot:
+        return _replot(Path(args.replot))
+    if args.figure is None:
+        raise ConfigError("--figure is required (1-5), unless --replot RUN_DIR is given")
     cfg = _resolve_config(args)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

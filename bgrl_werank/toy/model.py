@@ -54,8 +54,21 @@ def singular_values(w: Tensor) -> list[float]:
     return torch.linalg.svdvals(w.detach().to(torch.float64)).tolist()
 
 
-def embedding_covariance(z: Tensor) -> Tensor:
-    """Empirical covariance (1/N, centred) of embeddings ``z`` of shape (N, d), in float64."""
-    z64 = z.detach().to(torch.float64)
-    zc = z64 - z64.mean(dim=0)
-    return zc.T @ zc / z.shape[0]
+def embedding_spectrum(net: LinearNet, x: Tensor) -> list[float]:
+    """Eigenvalues (= singular values) of the embedding covariance of ``net`` on ``x``, largest first.
+
+    The covariance is (1/N) Σᵢ (zᵢ − z̄)(zᵢ − z̄)ᵀ with z = W_L ⋯ W_1 x. It is computed in float64 as
+    the squared singular values of the centred embeddings / sqrt(N), so that directions collapsed to
+    1e-12 and below are resolved instead of being lost to float32 rounding or to tiny negative
+    eigenvalues.
+
+    Shapes:
+        - x: (N, width)
+        - output: width floats
+    """
+    with torch.no_grad():
+        z = x.detach().to(torch.float64)
+        for layer in net.layers:
+            z = z @ layer.weight.detach().to(torch.float64).T
+        z = z - z.mean(dim=0)
+        return (torch.linalg.svdvals(z / z.shape[0] ** 0.5) ** 2).tolist()

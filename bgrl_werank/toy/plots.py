@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-FLOOR = 1e-8
+FLOOR = 1e-20
 LOSS_TITLES = {"vicreg": "VICReg", "infonce": "InfoNCE", "ema": "EMA"}
 
 

@@ -33,7 +33,7 @@ from ..losses import bgrl_loss, encoder_weights, werank_penalty
 from .config import ToyConfig, optim_for
 from .data import gaussian_data, view_noise
 from .losses import info_nce_loss, vicreg_loss
-from .model import LinearNet, embedding_covariance, singular_values
+from .model import LinearNet, embedding_spectrum, singular_values
 
 # The noise stream's seed is the run seed shifted by this, so it never equals the init stream's.
 NOISE_SEED_OFFSET = 1_000_003
@@ -115,9 +115,7 @@ def train_run(cfg: ToyConfig, spec: RunSpec, progress: bool | None = None) -> di
         history["epochs"].append(epoch)
         for l, w in enumerate(encoder_weights(net)):
             history["weights"][l].append(singular_values(w))
-        with torch.no_grad():
-            cov = embedding_covariance(net(x))
-        history["embedding"].append(torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0).tolist())
+        history["embedding"].append(embedding_spectrum(net, x))
         if predictor is not None:
             history["predictor"].append(singular_values(predictor.layers[0].weight))
         history["loss"].append(loss)
