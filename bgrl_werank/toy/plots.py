@@ -22,6 +22,10 @@ def _clip(values) -> np.ndarray:
     return np.maximum(np.asarray(values, dtype=float), FLOOR)
 
 
+def _index_ticks(d: int) -> list[int]:
+    return sorted({1, *range(4, d + 1, 4), d})
+
+
 def trajectories(without: dict, with_: dict, title: str) -> Figure:
     """Singular values of every weight matrix and of the embedding covariance over training.
 
@@ -67,6 +71,7 @@ def by_depth(pairs: dict[int, tuple[dict, dict]], title: str) -> Figure:
                     label=f"L={depth}{suffix}")
     ax.set_yscale("log")
     ax.set_xlabel("singular value index")
+    ax.set_xticks(_index_ticks(len(values)))
     ax.set_ylabel("embedding covariance singular value")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -84,7 +89,7 @@ def by_noise(panels: dict[str, dict[float, tuple[dict, dict]]], title: str) -> F
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names):
         runs = panels[name]
-        colors = plt.cm.coolwarm(np.linspace(0.0, 1.0, len(runs)))
+        colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(runs)))
         for color, (k, (without, with_)) in zip(colors, sorted(runs.items())):
             for hist, style, suffix in ((without, "-", ""), (with_, ":", " + WERank")):
                 values = _clip(hist["weights"][0][-1])
@@ -93,6 +98,7 @@ def by_noise(panels: dict[str, dict[float, tuple[dict, dict]]], title: str) -> F
         ax.set_yscale("log")
         ax.set_title(LOSS_TITLES.get(name, name), fontsize=10)
         ax.set_xlabel("singular value index")
+        ax.set_xticks(_index_ticks(len(values)))
         ax.grid(True, which="major", alpha=0.3)
     axes[0, 0].set_ylabel("weight singular value")
     handles, labels = axes[0, 0].get_legend_handles_labels()
