@@ -76,7 +76,7 @@ class EMAConfig:
     """BYOL-like student–teacher: online encoder (+ predictor), teacher = EMA of the online encoder."""
 
     momentum: float = 0.995
-    predictor: str = "linear"  # none | linear (a bias-free width×width map, identity-free random init)
+    predictor: str = "linear"  # none | linear (a bias-free width×width map, initialised like the encoder layers)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig("adamw", 0.01, 3e-4))
 
 
