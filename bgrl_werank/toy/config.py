@@ -1,0 +1,208 @@
+"""Schema of the controlled Gaussian experiments (``configs/toy/*.yaml``).
+
+Every default is visible below (``python -c "from bgrl_werank.toy.config import ToyConfig;
+print(ToyConfig())"``); a YAML file states only what differs. Loading reuses the strict machinery
+of :mod:`bgrl_werank.config` (unknown keys, wrong types and ``--set`` overrides), and
+:func:`validate` adds the range checks. Every :class:`ConfigError` names the key.
+
+Each figure trains every model twice from the same initialisation, data and noise stream: once
+without WERank (alpha = 0) and once with ``werank.alpha``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..config import ConfigError, _merge, apply_override, from_mapping, read_yaml, to_dict
+from .model import INITS
+
+LOSSES = ("vicreg", "infonce", "ema")
+OPTIMIZERS = ("sgd", "adamw")
+PREDICTORS = ("none", "linear")
+
+
+@dataclass
+class DataConfig:
+    """The whitened Gaussian and its two noisy views (see :mod:`bgrl_werank.toy.data`)."""
+
+    num_points: int = 1000
+    dim: int = 16
+    noise_dims: int = 8  # the last noise_dims coordinates get noise of variance k
+    k: float = 0.1  # augmentation strength
+    whiten_noise: bool = True  # each noise draw has second moment exactly k·I on its block
+    resample_noise: bool = True  # fresh noise for both views every epoch
+    seed: int = 0  # the data points (the noise stream follows the run's seed)
+
+
+@dataclass
+class ModelConfig:
+    """L bias-free width×width linear layers (width = data.dim)."""
+
+    num_layers: int = 2
+    init: str = "gaussian"  # gaussian: N(0, (init_scale/sqrt(dim))²) entries; orthogonal: init_scale·Q
+    init_scale: float = 0.1
+
+
+@dataclass
+class OptimConfig:
+    """Full-batch optimiser: plain SGD (no momentum) or AdamW."""
+
+    name: str = "sgd"
+    lr: float = 0.1
+    weight_decay: float = 0.0
+
+
+@dataclass
+class VICRegConfig:
+    invariance: float = 10.0
+    variance: float = 10.0
+    covariance: float = 1.0
+    eps: float = 1e-4
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig("sgd", 0.1, 0.0))
+
+
+@dataclass
+class InfoNCEConfig:
+    temperature: float = 0.5
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig("sgd", 1.0, 0.0))
+
+
+@dataclass
+class EMAConfig:
+    """BYOL-like student–teacher: online encoder (+ predictor), teacher = EMA of the online encoder."""
+
+    momentum: float = 0.995
+    predictor: str = "linear"  # none | linear (a bias-free width×width map, initialised like the encoder layers)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig("adamw", 0.01, 3e-4))
+
+
+@dataclass
+class WERankConfig:
+    alpha: float = 0.1  # coefficient of Σ_l ‖W_l W_lᵀ − I‖_F on the (online) encoder's layers
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1000  # one full-batch step per epoch
+    record_every: int = 10  # spectra are recorded at epoch 0, every record_every epochs, and at the end
+    progress: str = "auto"  # auto (a bar on a terminal only) | bar | none
+
+
+@dataclass
+class SweepConfig:
+    """The grids of Figures 2 and 3."""
+
+    num_layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4])  # Figure 2
+    k: list[float] = field(default_factory=lambda: [0.01, 0.1, 0.5, 1.0, 2.0])  # Figure 3
+    losses: list[str] = field(default_factory=lambda: ["ema", "infonce", "vicreg"])  # Figure 3 panels
+
+
+@dataclass
+class ToyConfig:
+    name: str = "toy"
+    seed: int = 0  # network initialisation and the noise stream
+    threads: int = 1  # torch threads
+    out_dir: str = "runs/toy"  # run folder: <out_dir>/<name>/<timestamp>/ unless --out is given
+    loss: str = "vicreg"  # vicreg | infonce | ema (Figures 1, 2; Figure 3 uses sweep.losses)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vicreg: VICRegConfig = field(default_factory=VICRegConfig)
+    infonce: InfoNCEConfig = field(default_factory=InfoNCEConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    werank: WERankConfig = field(default_factory=WERankConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _finite(x: float) -> bool:
+    return math.isfinite(x)
+
+
+def _check_optim(o: OptimConfig, key: str) -> None:
+    _check(o.name in OPTIMIZERS, f"{key}.name must be one of {', '.join(OPTIMIZERS)}, got {o.name!r}")
+    _check(_finite(o.lr) and o.lr > 0, f"{key}.lr must be a finite number > 0, got {o.lr}")
+    _check(_finite(o.weight_decay) and o.weight_decay >= 0, f"{key}.weight_decay must be >= 0, got {o.weight_decay}")
+
+
+def validate(cfg: ToyConfig) -> ToyConfig:
+    """Range checks that types cannot express; returns ``cfg`` or raises ConfigError naming the key."""
+    d = cfg.data
+    _check(d.dim >= 1, f"data.dim must be >= 1, got {d.dim}")
+    _check(d.num_points > d.dim, f"data.num_points must be > data.dim ({d.dim}) to whiten, got {d.num_points}")
+    _check(0 <= d.noise_dims <= d.dim, f"data.noise_dims must be in [0, data.dim={d.dim}], got {d.noise_dims}")
+    if d.whiten_noise and d.noise_dims > 0:
+        _check(d.num_points > d.noise_dims, f"data.num_points must be > data.noise_dims to whiten the noise, got {d.num_points}")
+    _check(_finite(d.k) and d.k >= 0, f"data.k must be a finite number >= 0, got {d.k}")
+    m = cfg.model
+    _check(m.num_layers >= 1, f"model.num_layers must be >= 1, got {m.num_layers}")
+    _check(m.init in INITS, f"model.init must be one of {', '.join(INITS)}, got {m.init!r}")
+    _check(_finite(m.init_scale) and m.init_scale > 0, f"model.init_scale must be a finite number > 0, got {m.init_scale}")
+    _check(cfg.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    v = cfg.vicreg
+    for key in ("invariance", "variance", "covariance"):
+        val = getattr(v, key)
+        _check(_finite(val) and val >= 0, f"vicreg.{key} must be a finite number >= 0, got {val}")
+    _check(_finite(v.eps) and v.eps > 0, f"vicreg.eps must be > 0, got {v.eps}")
+    _check_optim(v.optim, "vicreg.optim")
+    _check(_finite(cfg.infonce.temperature) and cfg.infonce.temperature > 0,
+           f"infonce.temperature must be > 0, got {cfg.infonce.temperature}")
+    _check_optim(cfg.infonce.optim, "infonce.optim")
+    e = cfg.ema
+    _check(0.0 <= e.momentum <= 1.0, f"ema.momentum must be in [0, 1], got {e.momentum}")
+    _check(e.predictor in PREDICTORS, f"ema.predictor must be one of {', '.join(PREDICTORS)}, got {e.predictor!r}")
+    _check_optim(e.optim, "ema.optim")
+    _check(_finite(cfg.werank.alpha) and cfg.werank.alpha >= 0, f"werank.alpha must be a finite number >= 0, got {cfg.werank.alpha}")
+    t = cfg.train
+    _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
+    _check(t.record_every >= 1, f"train.record_every must be >= 1, got {t.record_every}")
+    _check(t.progress in ("auto", "bar", "none"), f"train.progress must be auto, bar or none, got {t.progress!r}")
+    s = cfg.sweep
+    _check(len(s.num_layers) > 0, "sweep.num_layers is empty; give at least one depth, e.g. [1, 2, 3, 4]")
+    for i, n in enumerate(s.num_layers):
+        _check(n >= 1, f"sweep.num_layers.{i} must be >= 1, got {n}")
+    _check(len(s.k) > 0, "sweep.k is empty; give at least one noise strength, e.g. [0.1, 1.0]")
+    for i, k in enumerate(s.k):
+        _check(_finite(k) and k >= 0, f"sweep.k.{i} must be a finite number >= 0, got {k}")
+    _check(len(s.losses) > 0, "sweep.losses is empty; give at least one of " + ", ".join(LOSSES))
+    for i, name in enumerate(s.losses):
+        _check(name in LOSSES, f"sweep.losses.{i} must be one of {', '.join(LOSSES)}, got {name!r}")
+    _check(cfg.threads >= 0, f"threads must be >= 0 (0 keeps torch's default), got {cfg.threads}")
+    return cfg
+
+
+def build_config(data: dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ToyConfig:
+    """Defaults ← ``data`` (a partial nested mapping) ← ``overrides``; then type- and range-checked."""
+    full = to_dict(ToyConfig())
+    _merge(full, dict(data or {}))
+    for assignment in overrides:
+        apply_override(full, assignment)
+    return validate(from_mapping(ToyConfig, full))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ToyConfig:
+    """Load a YAML config (only defaults when ``path`` is None) and apply ``--set`` overrides."""
+    data = read_yaml(path) if path is not None else {}
+    return build_config(data, overrides)
+
+
+def save_config(cfg: ToyConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML, every key included."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def optim_for(cfg: ToyConfig, loss: str) -> OptimConfig:
+    """The optimiser settings of one loss."""
+    return {"vicreg": cfg.vicreg.optim, "infonce": cfg.infonce.optim, "ema": cfg.ema.optim}[loss]
+
+
+__all__ = ["ToyConfig", "ConfigError", "build_config", "load_config", "save_config", "validate", "optim_for",
+           "LOSSES", "to_dict"]
