@@ -150,7 +150,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_eval:
         return 0
     probe = evaluate(cfg, trainer.model, graph)
-    report = build_report(cfg, probe, {"rankme": probe["rankme"], "train_seconds": train_seconds, "run_dir": str(run_dir)})
+    extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],
+             "train_seconds": train_seconds, "run_dir": str(run_dir)}
+    report = build_report(cfg, probe, extra)
     write_report(report, run_dir)
     print((run_dir / "report.md").read_text())
     return 0
@@ -226,7 +228,9 @@ def _eval(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, graph, run_dir, progress=False)
     trainer.load_state_dict(state)
     probe = evaluate(cfg, trainer.model, graph)
-    report = build_report(cfg, probe, {"rankme": probe["rankme"], "checkpoint": str(ckpt_path), "epoch": trainer.epoch})
+    extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],
+             "checkpoint": str(ckpt_path), "epoch": trainer.epoch}
+    report = build_report(cfg, probe, extra)
     write_report(report, out)
     print((out / "report.md").read_text())
     print(f"report written to {out}", file=sys.stderr)

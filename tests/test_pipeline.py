@@ -37,6 +37,9 @@ def test_train_then_eval_reproduces_accuracy(tmp_path, capsys):
     assert eval_main(["--checkpoint", str(run / "checkpoint.pt"), "--out", str(out)]) == 0
     again = json.loads((out / "report.json").read_text())
     assert again["test_acc"] == report["test_acc"]
+    assert len(again["representation_spectrum"]) == 16 and again["rankme"] == report["rankme"]
+    spectrum = again["representation_spectrum"]
+    assert all(a >= b >= 0 for a, b in zip(spectrum, spectrum[1:]))
     assert again["accuracy_mean"] == report["accuracy_mean"]
 
     # another protocol setting on the same checkpoint writes its own report

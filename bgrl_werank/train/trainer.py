@@ -127,7 +127,7 @@ def embed(model: BGRL, graph: Graph) -> Tensor:
 def evaluate(cfg: Config, model: BGRL, graph: Graph) -> dict[str, Any]:
     """Linear probe (``cfg.eval``) on the online encoder's representations; adds RankMe."""
     from ..data import get_splits
-    from ..eval import linear_probe, rankme
+    from ..eval import covariance_spectrum, linear_probe, rankme
 
     z = embed(model, graph)
     splits = get_splits(graph.data, cfg.eval.protocol, cfg.eval.num_splits, cfg.eval.split_seed)
@@ -136,6 +136,7 @@ def evaluate(cfg: Config, model: BGRL, graph: Graph) -> dict[str, Any]:
         kwargs["c_grid"] = cfg.eval.c_grid
     result = linear_probe(z, graph.y, splits, **kwargs).to_dict()
     result["rankme"] = float(rankme(z))
+    result["representation_spectrum"] = covariance_spectrum(z).tolist()
     return result
 
 
