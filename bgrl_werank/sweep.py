@@ -331,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="sweep YAML, e.g. configs/sweeps/cora.yaml")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override applied to every cell")
+    p.add_argument("--update", metavar="FILE", help="also paste summary.md into the marked block of FILE (e.g. README.md)")
+    p.add_argument("--marker", default="sweep", help="marker name of that block (default: sweep)")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -347,7 +349,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise
-    print((sweep_dir / "summary.md").read_text())
+    summary = (sweep_dir / "summary.md").read_text()
+    if args.update:
+        from .results import update_file
+
+        body = "\n".join(line for line in summary.splitlines() if not line.startswith("# ")).strip() + "\n"
+        update_file(args.update, args.marker, body)
+    print(summary)
     failed = [r for r in rows if r["status"] != "done"]
     return 1 if failed else 0
 
