@@ -8,7 +8,6 @@ unwritable folder) print one line on stderr and exit non-zero; ``--debug`` shows
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from .rundir import make_writable, run_dir_path
 from .config import Config, ConfigError, build_config, load_config, save_config, to_dict
 
 EXIT_ERROR = 2
@@ -82,20 +82,13 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _new_run_dir(cfg: Config, explicit: str | None, force: bool) -> Path:
-    if explicit:
-        run_dir = Path(explicit)
-    else:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        run_dir = Path(cfg.out_dir) / cfg.name / stamp
+    run_dir = run_dir_path(explicit, Path(cfg.out_dir) / cfg.name)
     if run_dir.exists() and (run_dir / "checkpoint.pt").exists() and not force:
         raise RunDirError(
             f"run folder '{run_dir}' already holds a run; use --resume {run_dir} to continue it or --force to overwrite it"
         )
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        make_writable(run_dir)
     except OSError as e:
         raise RunDirError(f"cannot write to run folder '{run_dir}' ({e.strerror}); choose another --run-dir or out_dir") from None
     if force:
@@ -125,9 +118,7 @@ def _train(args: argparse.Namespace) -> int:
     graph = load_graph(cfg)  # fails early on missing data, before any folder is created
     if state is None:
         run_dir = _new_run_dir(cfg, args.run_dir, args.force)
-        save_config(cfg, run_dir / "config.yaml")
-    else:
-        save_config(cfg, run_dir / "config.yaml")
+    save_config(cfg, run_dir / "config.yaml")
     trainer = Trainer(cfg, graph, run_dir)
     if state is not None:
         trainer.load_state_dict(state)
@@ -216,11 +207,7 @@ def _eval(args: argparse.Namespace) -> int:
             f"evaluate it on the dataset it was trained on"
         )
     run_dir = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent
-    if args.out:
-        out = Path(args.out)
-    else:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        out = run_dir / "eval" / f"{cfg.eval.protocol}-{stamp}"
+    out = run_dir_path(args.out, run_dir / "eval" / cfg.eval.protocol)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -395,13 +395,18 @@ def _merge(base: dict, update: dict, where: str = "") -> dict:
     return base
 
 
-def build_config(data: dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults ← ``data`` (a partial nested mapping) ← ``overrides``; then type- and range-checked."""
-    full = to_dict(Config())
+def build_schema(schema: type[T], validator, data: dict | None = None, overrides=()) -> T:
+    """Defaults of ``schema`` ← ``data`` (a partial nested mapping) ← ``overrides``; then ``validator``."""
+    full = to_dict(schema())
     _merge(full, dict(data or {}))
     for assignment in overrides:
         apply_override(full, assignment)
-    return validate(from_mapping(Config, full))
+    return validator(from_mapping(schema, full))
+
+
+def build_config(data: dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The run config from a partial mapping and ``--set`` overrides, type- and range-checked."""
+    return build_schema(Config, validate, data, overrides)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -410,6 +415,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return build_config(data, overrides)
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
+def save_config(cfg: Any, path: str | Path) -> None:
     """Write the resolved config as YAML (every key, defaults included)."""
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -14,7 +14,6 @@ exit with status 2; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..rundir import make_writable, run_dir_path
 from .config import ConfigError, ToyConfig, load_config, save_config
 from .experiments import FIGURES, TRAJECTORY_LOSS, draw, run_figure, summarise
 from .train import RunSpec, ToyTrainingError
@@ -67,16 +67,9 @@ def _resolve_config(args: argparse.Namespace) -> ToyConfig:
 
 
 def _run_dir(cfg: ToyConfig, figure: int, explicit: str | None) -> Path:
-    if explicit:
-        run_dir = Path(explicit)
-    else:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        run_dir = Path(cfg.out_dir) / f"fig{figure}" / stamp
+    run_dir = run_dir_path(explicit, Path(cfg.out_dir) / f"fig{figure}")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        make_writable(run_dir)
     except OSError as e:
         raise ConfigError(f"cannot write to run folder '{run_dir}' ({e.strerror}); pass a writable --out") from None
     return run_dir

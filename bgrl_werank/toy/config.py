@@ -15,9 +15,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
-from ..config import ConfigError, _merge, apply_override, from_mapping, read_yaml, to_dict
+from ..config import ConfigError, build_schema, read_yaml, save_config, to_dict
 from .model import INITS
 
 LOSSES = ("vicreg", "infonce", "ema")
@@ -181,11 +180,7 @@ def validate(cfg: ToyConfig) -> ToyConfig:
 
 def build_config(data: dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ToyConfig:
     """Defaults ← ``data`` (a partial nested mapping) ← ``overrides``; then type- and range-checked."""
-    full = to_dict(ToyConfig())
-    _merge(full, dict(data or {}))
-    for assignment in overrides:
-        apply_override(full, assignment)
-    return validate(from_mapping(ToyConfig, full))
+    return build_schema(ToyConfig, validate, data, overrides)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ToyConfig:
@@ -193,10 +188,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     data = read_yaml(path) if path is not None else {}
     return build_config(data, overrides)
 
-
-def save_config(cfg: ToyConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML, every key included."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def optim_for(cfg: ToyConfig, loss: str) -> OptimConfig:

@@ -75,13 +75,3 @@ def read_spectra(run_dir: str | Path, upto_epoch: int | None = None) -> list[dic
         if upto_epoch is None or rec["epoch"] <= upto_epoch:
             out.append(rec)
     return out
-
-
-def trim_spectra(run_dir: str | Path, epoch: int) -> None:
-    """On resume, drop spectra recorded after the checkpoint's epoch."""
-    path = Path(run_dir) / "spectra.jsonl"
-    if path.exists():
-        kept = read_spectra(run_dir, epoch)
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        tmp.replace(path)

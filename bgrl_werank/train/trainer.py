@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..augment import make_view, normalized_adjacency
 from ..config import Config, to_dict
 from ..losses import bgrl_loss, encoder_weights, werank_penalty
+from ..rundir import trim_jsonl
 from ..models import BGRL, build_bgrl, cosine_momentum, warmup_cosine_lr
 from . import diagnostics
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -177,7 +178,6 @@ class Trainer:
         mode = cfg.train.progress
         self.progress = progress if progress is not None else (mode == "bar" or (mode == "auto" and sys.stderr.isatty()))
         self._stop_signal: str | None = None
-        self.alpha = cfg.werank.alpha
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -229,7 +229,7 @@ class Trainer:
         q1, q2, y1, y2 = self.model(x1, a1, x2, a2)
         ssl = bgrl_loss(q1, y2, q2, y1)
         if cfg.werank.enabled:
-            reg = werank_penalty(regularised_weights(self.model, cfg.werank.include_predictor), self.alpha)
+            reg = werank_penalty(regularised_weights(self.model, cfg.werank.include_predictor), cfg.werank.alpha)
         else:
             reg = ssl.new_zeros(())
         for name, term in (("BGRL loss", ssl), ("WERank penalty", reg)):
@@ -258,22 +258,6 @@ class Trainer:
     def _handle_signal(self, signum, _frame) -> None:
         self._stop_signal = signal.Signals(signum).name
 
-    def _trim_metrics(self) -> None:
-        """Drop log lines past the checkpoint we resume from (a kill can land between log and save)."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["epoch"] <= self.epoch:
-                    kept.append(line)
-            except (ValueError, KeyError):
-                break  # a torn last line
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(k + "\n" for k in kept))
-        tmp.replace(path)
-
     def fit(self) -> None:
         """Train from ``self.epoch`` to ``cfg.train.epochs``, checkpointing and logging as configured."""
         cfg = self.cfg
@@ -284,8 +268,8 @@ class Trainer:
                 old_handlers[sig] = signal.signal(sig, self._handle_signal)
         except ValueError:  # not the main thread: no signal handling
             old_handlers = {}
-        self._trim_metrics()
-        diagnostics.trim_spectra(self.run_dir, self.epoch)
+        trim_jsonl(self.run_dir / "metrics.jsonl", self.epoch)
+        trim_jsonl(self.run_dir / "spectra.jsonl", self.epoch)
         metrics = open(self.run_dir / "metrics.jsonl", "a")
         bar = tqdm(total=total, initial=self.epoch, disable=not self.progress, desc=f"{cfg.data.name}", unit="ep", dynamic_ncols=True)
         try:
