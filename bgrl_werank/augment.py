@@ -7,10 +7,14 @@ modified in place.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_torch_csr_tensor
+
+from .ops import SparseOperand
 
 
 def _check_p(p: float, name: str) -> None:
@@ -95,3 +99,97 @@ def make_view(
     kept = drop_edges(edge_index, edge_drop_p, generator)
     xv = mask_features(x, feat_mask_p, generator)
     return xv, normalized_adjacency(kept, x.size(0))
+
+
+@dataclass(frozen=True)
+class Features:
+    """A view's node features: the graph's own matrix and a column mask applied in the first layer.
+
+    X·diag(m)·Wᵀ = X·(W·diag(m))ᵀ, so masking the first weight's columns gives the same product as
+    masking X's columns, without copying X and while keeping X's cached transpose valid.
+    """
+
+    x: Tensor | SparseOperand  # (N, F) dense, or sparse with its transpose
+    mask: Tensor | None  # (F,) float 0/1, or None for no masking
+
+    def materialize(self) -> Tensor:
+        """The masked features as an ordinary tensor (what :func:`mask_features` returns)."""
+        x = self.x.mat if isinstance(self.x, SparseOperand) else self.x
+        if self.mask is None:
+            return x
+        if x.layout == torch.sparse_csr:
+            cols = x.col_indices()
+            return torch.sparse_csr_tensor(x.crow_indices(), cols, x.values() * self.mask[cols], size=x.shape)
+        return x * self.mask
+
+
+class ViewBuilder:
+    """Builds the augmented views of one graph in O(E) per view, with no sorting and no graph copies.
+
+    Gives the same views as :func:`make_view` for the same generator state (the same random draws in
+    the same order: one uniform per edge, then one per feature column), but
+
+    * the normalised adjacency of the kept edges is assembled directly in CSR order from two
+      permutations computed once (edges sorted by target and by source), so a view costs a few
+      O(E) gathers instead of PyG's coalesce (a sort) — and it comes with its transpose, which the
+      backward pass needs;
+    * the feature mask is returned, not applied: the encoder multiplies it into the first weight.
+
+    Self-loops are handled as ``gcn_norm`` does: each node ends up with exactly one self-loop of
+    weight 1 whether or not the input had one, so input self-loops only matter for the random draw.
+
+    Args:
+        x: (N, F) features, dense or sparse CSR (sparse features get a cached transpose).
+        edge_index: (2, E) edges, source → target.
+    """
+
+    def __init__(self, x: Tensor, edge_index: Tensor) -> None:
+        n = x.size(0)
+        self.num_nodes = n
+        self.num_edges = edge_index.size(1)
+        self.features = SparseOperand.of(x) if x.layout == torch.sparse_csr else x
+        src, dst = edge_index[0], edge_index[1]
+        not_loop = src != dst
+        self._not_loop = None if bool(not_loop.all()) else not_loop
+        loops = torch.arange(n, dtype=edge_index.dtype)
+        self._src = torch.cat([src[not_loop], loops])
+        self._dst = torch.cat([dst[not_loop], loops])
+        # CSR order of A (row = target) and of Aᵀ (row = source); stable sorts keep duplicates in order
+        self._order_a = torch.sort(self._dst * n + self._src, stable=True).indices
+        self._order_t = torch.sort(self._src * n + self._dst, stable=True).indices
+        self._ones_loops = torch.ones(n, dtype=torch.bool)
+
+    def adjacency(self, keep: Tensor | None = None) -> SparseOperand:
+        """The GCN-normalised adjacency of the kept edges (``keep``: (E,) bool; None keeps all)."""
+        n = self.num_nodes
+        if keep is None:
+            keep_full = None
+        else:
+            if self._not_loop is not None:
+                keep = keep[self._not_loop]
+            keep_full = torch.cat([keep, self._ones_loops])
+        dst = self._dst if keep_full is None else self._dst[keep_full]
+        deg = torch.bincount(dst, minlength=n).to(torch.float32)
+        dis = deg.pow(-0.5)  # every node has its self-loop, so deg ≥ 1
+
+        def csr(order: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+            sel = order if keep_full is None else order[keep_full[order]]
+            r, c = rows[sel], cols[sel]
+            w = dis[c] * dis[r]
+            crow = torch._convert_indices_from_coo_to_csr(r, n)
+            return torch.sparse_csr_tensor(crow, c, w, size=(n, n))
+
+        return SparseOperand(csr(self._order_a, self._dst, self._src), csr(self._order_t, self._src, self._dst))
+
+    def view(self, edge_drop_p: float, feat_mask_p: float, generator: torch.Generator | None = None) -> tuple[Features, SparseOperand]:
+        """One augmented view: (features with their column mask, normalised adjacency with its transpose)."""
+        _check_p(edge_drop_p, "edge_drop_p")
+        _check_p(feat_mask_p, "feat_mask_p")
+        keep = None
+        if edge_drop_p > 0.0:
+            keep = torch.rand(self.num_edges, generator=generator) >= edge_drop_p
+        mask = None
+        if feat_mask_p > 0.0:
+            x = self.features.mat if isinstance(self.features, SparseOperand) else self.features
+            mask = feature_mask(x.size(1), feat_mask_p, generator).to(x.dtype)
+        return Features(self.features, mask), self.adjacency(keep)

@@ -1,32 +1,19 @@
-"""The fast path (sparse CSR features, adjacency normalised once per view) computes the same model
-as a plain PyG implementation (dense features, GCNConv(normalize=True) on the edge list)."""
+"""The fast path computes the same model as the plain implementation (bgrl_werank.plain): stock PyG
+GCNConv(normalize=True) on edge lists, dense features masked by copying, nn.PReLU."""
 
+import pytest
 import torch
-from torch import nn
-from torch_geometric.nn import GCNConv
 
 from bgrl_werank import bgrl_loss, werank_penalty
-from bgrl_werank.augment import drop_edges, make_view, mask_features
-from bgrl_werank.models import GCNEncoder, MLPPredictor
+from bgrl_werank.augment import ViewBuilder, make_view
+from bgrl_werank.losses.werank import _frobenius_distance_to_identity, _frobenius_distance_to_identity_autograd
+from bgrl_werank.models import build_bgrl
+from bgrl_werank.ops import SparseOperand, csr_matmul, prelu, sparse_matmul
+from bgrl_werank.plain import build_plain_bgrl, plain_view
 from bgrl_werank.train.trainer import fast_features
 
 
-class PlainEncoder(nn.Module):
-    """The reference structure written directly with PyG defaults."""
-
-    def __init__(self, sizes):
-        super().__init__()
-        self.convs = nn.ModuleList(GCNConv(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
-        self.norms = nn.ModuleList(nn.BatchNorm1d(o, momentum=0.01) for o in sizes[1:])
-        self.acts = nn.ModuleList(nn.PReLU(o) for o in sizes[1:])
-
-    def forward(self, x, edge_index):
-        for c, n, a in zip(self.convs, self.norms, self.acts):
-            x = a(n(c(x, edge_index)))
-        return x
-
-
-def _graph(n=60, f=40, e=400, seed=0):
+def _graph(n=60, f=40, e=400, seed=0, loops=False):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, f, generator=g)
     x[x < 0.93] = 0  # ~7% dense: stored as sparse CSR by fast_features
@@ -35,6 +22,8 @@ def _graph(n=60, f=40, e=400, seed=0):
     keep = src != dst
     ei = torch.stack([src[keep], dst[keep]])
     ei = torch.cat([ei, ei.flip(0)], 1).unique(dim=1)
+    if loops:
+        ei = torch.cat([ei, torch.tensor([[3, 9], [3, 9]])], 1)
     return x, ei
 
 
@@ -44,44 +33,95 @@ def test_fast_features_goes_sparse_only_when_sparse():
     assert fast_features(torch.randn(5, 5)).layout == torch.strided
 
 
-def test_same_loss_and_gradients_as_plain_implementation():
-    torch.manual_seed(0)
+@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("include_predictor", [False, True])
+def test_same_loss_and_gradients_as_plain_implementation(sparse, include_predictor):
+    """One BGRL step, fast vs plain, from the same seed: equal loss and equal gradients everywhere."""
     x, ei = _graph()
-    sizes = [x.size(1), 32, 16]
-    fast_enc, plain_enc = GCNEncoder(sizes[0], sizes[1:]), PlainEncoder(sizes)
-    plain_enc.load_state_dict(fast_enc.state_dict())
-    pred_fast = MLPPredictor(16, 24)
-    pred_plain = MLPPredictor(16, 24)
-    pred_plain.load_state_dict(pred_fast.state_dict())
-    target = GCNEncoder(sizes[0], sizes[1:])
-    target_plain = PlainEncoder(sizes)
-    target_plain.load_state_dict(target.state_dict())
+    if not sparse:
+        x = x + 0.01  # dense features take the dense first layer
+    sizes, hidden = [32, 16], 24
+    torch.manual_seed(0)
+    fast = build_bgrl(x.size(1), sizes, hidden)
+    torch.manual_seed(0)
+    plain = build_plain_bgrl(x.size(1), sizes, hidden)
+    for a, b in zip(fast.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(a, b)  # same initialisation from the same seed
 
-    # fast: views built by make_view (CSR features, normalised CSR adjacency)
-    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)
-    xf = fast_features(x)
-    v1, v2 = make_view(xf, ei, 0.3, 0.2, g1), make_view(xf, ei, 0.2, 0.4, g2)
-    q1, q2 = pred_fast(fast_enc(*v1)), pred_fast(fast_enc(*v2))
-    with torch.no_grad():
-        y1, y2 = target(*v1), target(*v2)
-    loss_fast = bgrl_loss(q1, y2, q2, y1) + werank_penalty([c.lin.weight for c in fast_enc.convs], 0.05)
+    def loss_of(model, views):
+        (x1, a1), (x2, a2) = views
+        q1, q2, y1, y2 = model(x1, a1, x2, a2)
+        w = [c.lin.weight for c in model.online_encoder.convs]
+        if include_predictor:
+            w += [m.weight for m in model.predictor.net if isinstance(m, torch.nn.Linear)]
+        return bgrl_loss(q1, y2, q2, y1) + werank_penalty(w, 0.05)
+
+    builder = ViewBuilder(fast_features(x), ei)
+    g = torch.Generator().manual_seed(5)
+    loss_fast = loss_of(fast, [builder.view(0.3, 0.2, g), builder.view(0.2, 0.4, g)])
+    g = torch.Generator().manual_seed(5)
+    loss_plain = loss_of(plain, [plain_view(x, ei, 0.3, 0.2, g), plain_view(x, ei, 0.2, 0.4, g)])
     loss_fast.backward()
-
-    # plain: the same random draws applied to dense features and the edge list
-    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)
-    views = []
-    for g, (pe, pf) in ((g1, (0.3, 0.2)), (g2, (0.2, 0.4))):
-        kept = drop_edges(ei, pe, g)
-        views.append((mask_features(x, pf, g), kept))
-    p1, p2 = pred_plain(plain_enc(*views[0])), pred_plain(plain_enc(*views[1]))
-    with torch.no_grad():
-        z1, z2 = target_plain(*views[0]), target_plain(*views[1])
-    loss_plain = bgrl_loss(p1, z2, p2, z1) + werank_penalty([c.lin.weight for c in plain_enc.convs], 0.05)
     loss_plain.backward()
 
     assert torch.allclose(loss_fast, loss_plain, atol=1e-5)
-    fast_grads = dict(fast_enc.named_parameters())
-    for name, p in plain_enc.named_parameters():
-        assert torch.allclose(fast_grads[name].grad, p.grad, atol=1e-5, rtol=1e-4), name
-    for (n, a), (_, b) in zip(pred_fast.named_parameters(), pred_plain.named_parameters()):
-        assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), n
+    plain_params = dict(plain.named_parameters())
+    for name, p in fast.named_parameters():
+        if p.grad is None:
+            assert plain_params[name].grad is None, name
+            continue
+        assert torch.allclose(p.grad, plain_params[name].grad, atol=1e-5, rtol=1e-4), name
+    # and the BatchNorm running statistics moved the same way
+    for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+
+
+@pytest.mark.parametrize("p_edge,p_feat", [(0.0, 0.0), (0.3, 0.4), (0.6, 0.0)])
+def test_view_builder_gives_make_view_views(p_edge, p_feat):
+    x, ei = _graph(loops=True)  # input self-loops must not change the result
+    xs = fast_features(x)
+    builder = ViewBuilder(xs, ei)
+    g1, g2 = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    feats, adj = builder.view(p_edge, p_feat, g1)
+    x_ref, adj_ref = make_view(xs, ei, p_edge, p_feat, g2)
+    assert torch.equal(feats.materialize().to_dense(), x_ref.to_dense())
+    assert torch.equal(adj.mat.to_dense(), adj_ref.to_dense())
+    assert torch.equal(adj.mat_t.to_dense(), adj_ref.to_dense().t())
+    assert torch.equal(g1.get_state(), g2.get_state())  # the same number of draws
+    assert torch.equal(ei, _graph(loops=True)[1])  # input untouched
+
+
+@pytest.mark.parametrize("channels", [1, 7])
+def test_prelu_matches_torch(channels):
+    x = torch.randn(50, 7, requires_grad=True)
+    x.data[0, :3] = 0.0  # the kink: torch's rule is slope a at x = 0
+    w = torch.full((channels,), 0.25).uniform_(-0.5, 0.5).requires_grad_()
+    g = torch.randn(50, 7)
+    ref = torch.nn.functional.prelu(x, w)
+    ref_grads = torch.autograd.grad(ref, (x, w), g)
+    out = prelu(x, w)
+    grads = torch.autograd.grad(out, (x, w), g)
+    assert torch.equal(out, ref)
+    assert torch.equal(grads[0], ref_grads[0])
+    assert torch.allclose(grads[1], ref_grads[1], atol=1e-6)
+
+
+def test_sparse_matmul_values_and_gradient():
+    x, _ = _graph()
+    s = x.to_sparse_csr()
+    h = torch.randn(x.size(1), 9, requires_grad=True)
+    out = sparse_matmul(SparseOperand.of(s), h)
+    assert torch.allclose(out, x @ h, atol=1e-6)
+    g = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, h, g)
+    assert torch.allclose(grad, x.t() @ g, atol=1e-5)
+    assert torch.allclose(csr_matmul(s, h.detach()), x @ h.detach(), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(5, 9), (9, 5), (6, 6)])
+def test_werank_closed_form_gradient_matches_autograd(shape):
+    w = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    fast = torch.autograd.grad(_frobenius_distance_to_identity(w), w)[0]
+    ref = torch.autograd.grad(_frobenius_distance_to_identity_autograd(w), w)[0]
+    assert torch.allclose(fast, ref, atol=1e-12)
+    assert torch.autograd.gradcheck(_frobenius_distance_to_identity, (w,))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
+
+from ..augment import Features
+from ..ops import FastPReLU, SparseOperand, sparse_matmul
 
 
 class GCNEncoder(nn.Module):
@@ -22,9 +26,16 @@ class GCNEncoder(nn.Module):
         layer_sizes: output size of each layer, e.g. ``[512, 256]``; the last is the representation size.
         batchnorm_momentum: ``BatchNorm1d`` momentum (default ``0.01``, as the reference).
 
+    The forward pass computes each ``GCNConv`` as PyG defines it — Â·(X·Wᵀ) + b — from the layer's own
+    parameters, through :func:`bgrl_werank.ops.sparse_matmul` (which reuses the transposes cached in a
+    :class:`~bgrl_werank.ops.SparseOperand` for the backward pass) and applies a view's feature mask to
+    the first weight's columns (see :class:`~bgrl_werank.augment.Features`). ``tests/test_fast_path.py``
+    checks values and gradients against plain ``GCNConv(normalize=True)`` on edge lists.
+
     Shapes:
-        - x: (N, in_channels), dense or sparse CSR
-        - adj: (N, N) sparse CSR, the transposed normalised adjacency (row = target node)
+        - x: (N, in_channels), dense or sparse CSR, or a :class:`~bgrl_werank.augment.Features`
+        - adj: (N, N) sparse CSR (or a :class:`~bgrl_werank.ops.SparseOperand`), the normalised
+          adjacency with row = target node
         - output: (N, layer_sizes[-1])
     """
 
@@ -35,7 +46,7 @@ class GCNEncoder(nn.Module):
         sizes = [in_channels, *layer_sizes]
         self.convs = nn.ModuleList(GCNConv(i, o, normalize=False) for i, o in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm1d(o, momentum=batchnorm_momentum) for o in sizes[1:])
-        self.acts = nn.ModuleList(nn.PReLU(o) for o in sizes[1:])
+        self.acts = nn.ModuleList(FastPReLU(o) for o in sizes[1:])
         self.in_channels = in_channels
         self.layer_sizes = list(layer_sizes)
 
@@ -43,11 +54,25 @@ class GCNEncoder(nn.Module):
     def out_channels(self) -> int:
         return self.layer_sizes[-1]
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        for conv, norm, act in zip(self.convs, self.norms, self.acts):
-            x = act(norm(conv(x, adj)))
+    def forward(self, x: Tensor | Features, adj: Tensor | SparseOperand) -> Tensor:
+        mask = None
+        if isinstance(x, Features):
+            x, mask = x.x, x.mask
+        for i, (conv, norm, act) in enumerate(zip(self.convs, self.norms, self.acts)):
+            x = act(norm(_gcn_conv(conv, x, adj, mask if i == 0 else None)))
         return x
 
     def reset_parameters(self) -> None:
         for m in (*self.convs, *self.norms, *self.acts):
             m.reset_parameters()
+
+
+def _gcn_conv(conv: GCNConv, x: Tensor | SparseOperand, adj: Tensor | SparseOperand, mask: Tensor | None) -> Tensor:
+    """``conv``'s output Â·(X·diag(mask)·Wᵀ) + b, computed from its parameters."""
+    weight = conv.lin.weight if mask is None else conv.lin.weight * mask
+    if isinstance(x, SparseOperand) or x.layout == torch.sparse_csr:
+        h = sparse_matmul(x, weight.t())
+    else:
+        h = torch.nn.functional.linear(x, weight)
+    h = sparse_matmul(adj, h)
+    return h + conv.bias if conv.bias is not None else h

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..ops import FastPReLU
+
 
 class MLPPredictor(nn.Module):
     """Two-layer MLP predicting the target's representation from the online one.
@@ -23,7 +25,7 @@ class MLPPredictor(nn.Module):
         out_channels = in_channels if out_channels is None else out_channels
         self.net = nn.Sequential(
             nn.Linear(in_channels, hidden_channels, bias=True),
-            nn.PReLU(1),
+            FastPReLU(1),
             nn.Linear(hidden_channels, out_channels, bias=True),
         )
 

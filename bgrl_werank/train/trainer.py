@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..augment import make_view, normalized_adjacency
+from ..augment import ViewBuilder, normalized_adjacency
 from ..config import Config, to_dict
 from ..losses import bgrl_loss, encoder_weights, werank_penalty
 from ..rundir import trim_jsonl
@@ -173,6 +173,7 @@ class Trainer:
             self.model.trainable_parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.views = ViewBuilder(graph.x, graph.edge_index)
         self.epoch = 0  # number of finished epochs
         self.on_epoch_end = on_epoch_end
         mode = cfg.train.progress
@@ -216,15 +217,17 @@ class Trainer:
         self.load_state_dict(load_checkpoint(self.run_dir / "checkpoint.pt"))
 
     # ---------------------------------------------------------------- one epoch
+    def make_views(self) -> list[tuple[Any, Any]]:
+        """This epoch's two augmented views (features, adjacency), drawn from ``self.generator``."""
+        return [self.views.view(v.edge_drop_p, v.feat_mask_p, self.generator) for v in self.cfg.augment]
+
     def step(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
         lr = warmup_cosine_lr(epoch, cfg.train.epochs, cfg.optim.warmup_epochs, cfg.optim.lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        v1, v2 = cfg.augment
-        x1, a1 = make_view(self.graph.x, self.graph.edge_index, v1.edge_drop_p, v1.feat_mask_p, self.generator)
-        x2, a2 = make_view(self.graph.x, self.graph.edge_index, v2.edge_drop_p, v2.feat_mask_p, self.generator)
+        (x1, a1), (x2, a2) = self.make_views()
         self.model.train()
         q1, q2, y1, y2 = self.model(x1, a1, x2, a2)
         ssl = bgrl_loss(q1, y2, q2, y1)

@@ -1,0 +1,76 @@
+"""The plain implementation: BGRL written directly with PyG's and PyTorch's stock modules.
+
+This is the yardstick the fast path is held to — the tests compare losses and gradients of the two
+on small graphs, and ``benchmarks/bench_epoch.py --compare-plain`` trains both and probes them. It
+is what the BGRL reference does: dense features masked by copying, an edge list per view that
+``GCNConv(normalize=True)`` normalises in every layer and pass, ``nn.PReLU``, and
+``torch.sparse``/scatter message passing. It is not used for training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+
+from .augment import drop_edges, mask_features
+from .models import BGRL
+
+
+class PlainGCNEncoder(nn.Module):
+    """``GCNConv → BatchNorm1d → PReLU`` per layer with PyG defaults; same parameter names as :class:`GCNEncoder`."""
+
+    def __init__(self, in_channels: int, layer_sizes: Sequence[int], batchnorm_momentum: float = 0.01) -> None:
+        super().__init__()
+        sizes = [in_channels, *layer_sizes]
+        self.convs = nn.ModuleList(GCNConv(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(o, momentum=batchnorm_momentum) for o in sizes[1:])
+        self.acts = nn.ModuleList(nn.PReLU(o) for o in sizes[1:])
+        self.layer_sizes = list(layer_sizes)
+
+    @property
+    def out_channels(self) -> int:
+        return self.layer_sizes[-1]
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        for conv, norm, act in zip(self.convs, self.norms, self.acts):
+            x = act(norm(conv(x, edge_index)))
+        return x
+
+    def reset_parameters(self) -> None:
+        for m in (*self.convs, *self.norms, *self.acts):
+            m.reset_parameters()
+
+
+class PlainPredictor(nn.Module):
+    """``Linear → PReLU → Linear``; same parameter names as :class:`MLPPredictor`."""
+
+    def __init__(self, in_channels: int, hidden_channels: int = 512) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_channels, hidden_channels), nn.PReLU(1), nn.Linear(hidden_channels, in_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def build_plain_bgrl(
+    in_channels: int,
+    layer_sizes: Sequence[int],
+    predictor_hidden: int = 512,
+    batchnorm_momentum: float = 0.01,
+    target_init: str = "reinit",
+) -> BGRL:
+    """A BGRL of plain modules, drawing its initial weights in the same order as :func:`build_bgrl`."""
+    encoder = PlainGCNEncoder(in_channels, layer_sizes, batchnorm_momentum)
+    return BGRL(encoder, PlainPredictor(encoder.out_channels, predictor_hidden), target_init)
+
+
+def plain_view(x: Tensor, edge_index: Tensor, edge_drop_p: float, feat_mask_p: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A view as the reference makes it: the kept edge list and a masked copy of the dense features.
+
+    Draws the same random numbers in the same order as :class:`bgrl_werank.augment.ViewBuilder`.
+    """
+    kept = drop_edges(edge_index, edge_drop_p, generator)
+    return mask_features(x, feat_mask_p, generator), kept
