@@ -56,9 +56,6 @@ def _guard(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
 
 
 def _set_threads(cfg: Config) -> None:
-    from .ops import tune_allocator
-
-    tune_allocator()  # keep activations' memory in the heap between steps (see bgrl_werank.ops)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
 

@@ -84,27 +84,25 @@ def sparse_matmul(s: SparseOperand | Tensor, h: Tensor) -> Tensor:
 
 
 class _PReLU(torch.autograd.Function):
-    # y = relu(x) + a·min(x, 0); every operation is exact (no rounding differs from nn.PReLU's):
-    # min(x, 0) = x − relu(x) is exact, and relu(x) + a·0 = relu(x).
+    # Forward: PyTorch's own kernel (it is the backward that is slow). Backward from vectorised
+    # kernels, each exact: g⁺ = grad where x > 0 else 0; g⁻ = grad − g⁺ (grad where x ≤ 0, exactly);
+    # ∂x = g⁺ + a·g⁻; ∂a = Σ g⁻·x (= Σ grad·min(x, 0)). Only x is kept for the backward pass.
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:  # type: ignore[override]
-        a = weight if weight.numel() == 1 else weight.view(1, -1)
-        pos = torch.relu(x)
-        neg = x - pos
-        ctx.save_for_backward(x, neg, a)
-        ctx.weight_shape = weight.shape
-        return torch.addcmul(pos, neg, a)
+        ctx.save_for_backward(x, weight)
+        return torch.nn.functional.prelu(x, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, neg, a = ctx.saved_tensors
-        grad_x = grad_w = None
-        grad_pos = torch.ops.aten.threshold_backward(grad, x, 0.0)  # grad where x > 0, else 0
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.addcmul(grad_pos, grad - grad_pos, a)  # grad·1 where x > 0, grad·a elsewhere
+        x, weight = ctx.saved_tensors
+        a = weight if weight.numel() == 1 else weight.view(1, -1)
+        grad_pos = torch.ops.aten.threshold_backward(grad, x, 0.0)
+        grad_neg = grad - grad_pos
+        grad_x = torch.addcmul(grad_pos, grad_neg, a) if ctx.needs_input_grad[0] else None
+        grad_w = None
         if ctx.needs_input_grad[1]:
-            prod = grad * neg
-            grad_w = (prod.sum() if a.numel() == 1 else prod.sum(0)).reshape(ctx.weight_shape)
+            prod = grad_neg.mul_(x)
+            grad_w = (prod.sum() if a.numel() == 1 else prod.sum(0)).reshape(weight.shape)
         return grad_x, grad_w
 
 
@@ -132,7 +130,8 @@ def tune_allocator() -> bool:
     ``mmap`` and gives it back on free, so each new activation of a large graph is paid again in page
     faults: a (18333, 512) float tensor costs ~18 ms to allocate and ~3 ms to fill. With mmap off and a
     high trim threshold the blocks are reused. Peak memory is unchanged (it is the same tensors);
-    the process simply does not shrink between steps.
+    the process simply does not shrink between steps. The trainer calls it once its data is loaded
+    (loading's transient memory is returned to the OS first); it is process-wide and idempotent.
     """
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
@@ -143,6 +142,7 @@ def tune_allocator() -> bool:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_max = -1, -4
         ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**30) == 1
+        libc.malloc_trim(0)  # give back what loading the data left free, before training starts
     except (OSError, AttributeError):
         return False
     _ALLOCATOR_TUNED = ok

@@ -125,3 +125,40 @@ def test_werank_closed_form_gradient_matches_autograd(shape):
     ref = torch.autograd.grad(_frobenius_distance_to_identity_autograd(w), w)[0]
     assert torch.allclose(fast, ref, atol=1e-12)
     assert torch.autograd.gradcheck(_frobenius_distance_to_identity, (w,))
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_trainer_step_has_the_gradients_of_the_whole_plain_loss(tmp_path, sparse):
+    """Trainer.step back-propagates the two BGRL halves and WERank one after another; the summed
+    gradients must equal those of the plain model's whole loss, from the same seed and views."""
+    from bgrl_werank.config import build_config
+    from bgrl_werank.train.trainer import Trainer, load_graph
+
+    from .conftest import TINY
+
+    extra = ["data.csbm.feature_density=0.05", "data.csbm.num_features=200"] if sparse else []
+    cfg = build_config({}, TINY + extra + ["werank.alpha=0.05", "werank.include_predictor=true"])
+    graph = load_graph(cfg)
+    assert (graph.x.layout == torch.sparse_csr) == sparse
+    trainer = Trainer(cfg, graph, tmp_path, progress=False)
+    record = trainer.step(0)  # epoch 0 of the warm-up: lr = 0, so the weights stay where they were
+
+    torch.manual_seed(cfg.seed)
+    plain = build_plain_bgrl(graph.x.size(1), cfg.model.layer_sizes, cfg.model.predictor_hidden)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x = graph.x.to_dense() if sparse else graph.x
+    (x1, e1), (x2, e2) = [plain_view(x, graph.edge_index, v.edge_drop_p, v.feat_mask_p, gen) for v in cfg.augment]
+    q1, q2, y1, y2 = plain(x1, e1, x2, e2)
+    weights = [c.lin.weight for c in plain.online_encoder.convs] + [plain.predictor.net[0].weight, plain.predictor.net[2].weight]
+    reg = werank_penalty(weights, 0.05)
+    loss = bgrl_loss(q1, y2, q2, y1) + reg
+    loss.backward()
+
+    assert record["loss"] == pytest.approx(loss.item(), abs=1e-5)
+    assert record["werank"] == pytest.approx(reg.item(), abs=1e-6)
+    fast = dict(trainer.model.named_parameters())
+    for name, p in plain.named_parameters():
+        if p.grad is None:
+            assert fast[name].grad is None, name
+            continue
+        assert torch.allclose(fast[name].grad, p.grad, atol=1e-5, rtol=1e-4), name

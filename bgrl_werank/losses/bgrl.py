@@ -26,6 +26,13 @@ def bgrl_loss(q1: Tensor, y2: Tensor, q2: Tensor, y1: Tensor) -> Tensor:
         - q1, y2, q2, y1: (num_nodes, dim)
         - output: ()
     """
-    c12 = F.cosine_similarity(q1, y2.detach(), dim=-1).mean()
-    c21 = F.cosine_similarity(q2, y1.detach(), dim=-1).mean()
-    return 2.0 - c12 - c21
+    return bgrl_loss_term(q1, y2) + bgrl_loss_term(q2, y1)
+
+
+def bgrl_loss_term(q: Tensor, y: Tensor) -> Tensor:
+    """One half of :func:`bgrl_loss`: 1 − cos(q, sg(y)), the cosine averaged over nodes.
+
+    The trainer back-propagates the two halves one after the other, so that only one view's online
+    activations are alive at a time; the sum of their gradients is the gradient of the whole loss.
+    """
+    return 1.0 - F.cosine_similarity(q, y.detach(), dim=-1).mean()

@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 
 from ..augment import ViewBuilder, normalized_adjacency
 from ..config import Config, to_dict
-from ..losses import bgrl_loss, encoder_weights, werank_penalty
+from ..losses import bgrl_loss_term, encoder_weights, werank_penalty
 from ..rundir import trim_jsonl
+from ..ops import tune_allocator
 from ..models import BGRL, build_bgrl, cosine_momentum, warmup_cosine_lr
 from . import diagnostics
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -68,7 +69,9 @@ class Graph:
 def fast_features(x: Tensor) -> Tensor:
     """``x`` as sparse CSR when at most :data:`SPARSE_FEATURE_DENSITY` of it is non-zero, else dense."""
     if x.layout == torch.sparse_csr:
-        return x
+        if x._nnz() <= SPARSE_FEATURE_DENSITY * x.size(0) * x.size(1):
+            return x
+        x = x.to_dense()
     if x.is_sparse:
         x = x.to_dense()
     x = x.to(torch.float32).contiguous()
@@ -85,7 +88,9 @@ def load_graph(cfg: Config) -> Graph:
         data = _load(d)
     except ValueError as e:  # make_csbm's range checks
         raise DatasetError(f"data.csbm: {e}") from None
-    return Graph(fast_features(data.x), data.edge_index, data.y, int(data.num_classes), data)
+    x = fast_features(data.x)
+    data.x = x  # do not keep a dense copy of sparse features alive (Coauthor CS: 500 MB)
+    return Graph(x, data.edge_index, data.y, int(data.num_classes), data)
 
 
 def _load(d):
@@ -99,6 +104,7 @@ def _load(d):
         undirected=d.undirected,
         download=d.download,
         csbm=to_dict(d.csbm) if d.name == "csbm" else None,
+        sparse_x=True,
     )
 
 
@@ -174,6 +180,7 @@ class Trainer:
         )
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.views = ViewBuilder(graph.x, graph.edge_index)
+        tune_allocator()  # process-wide: keep activation memory in the heap between steps (see ops.py)
         self.epoch = 0  # number of finished epochs
         self.on_epoch_end = on_epoch_end
         mode = cfg.train.progress
@@ -221,6 +228,14 @@ class Trainer:
         """This epoch's two augmented views (features, adjacency), drawn from ``self.generator``."""
         return [self.views.view(v.edge_drop_p, v.feat_mask_p, self.generator) for v in self.cfg.augment]
 
+    @staticmethod
+    def _check_finite(name: str, term: Tensor, epoch: int) -> None:
+        if not torch.isfinite(term):
+            raise TrainingError(
+                f"non-finite {name} ({float(term.detach())}) at epoch {epoch + 1}; the last good checkpoint is kept — "
+                f"lower optim.lr or werank.alpha"
+            )
+
     def step(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
@@ -228,22 +243,31 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         (x1, a1), (x2, a2) = self.make_views()
-        self.model.train()
-        q1, q2, y1, y2 = self.model(x1, a1, x2, a2)
-        ssl = bgrl_loss(q1, y2, q2, y1)
+        model = self.model
+        model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            y1 = model.target_encoder(x1, a1)
+            y2 = model.target_encoder(x2, a2)
+        # loss = (1 − cos(q1, y2)) + (1 − cos(q2, y1)) + WERank: each term is back-propagated as soon as
+        # it is formed, so one view's online activations are freed before the next view's are made
+        # (half the peak memory); gradients add up to those of the summed loss.
+        terms = []
+        for name, (x, a), y in (("BGRL loss", (x1, a1), y2), ("BGRL loss", (x2, a2), y1)):
+            term = bgrl_loss_term(model.predictor(model.online_encoder(x, a)), y)
+            self._check_finite(name, term, epoch)
+            term.backward()
+            terms.append(term.detach())
+        ssl = terms[0] + terms[1]
         if cfg.werank.enabled:
-            reg = werank_penalty(regularised_weights(self.model, cfg.werank.include_predictor), cfg.werank.alpha)
+            reg = werank_penalty(regularised_weights(model, cfg.werank.include_predictor), cfg.werank.alpha)
+            self._check_finite("WERank penalty", reg, epoch)
+            if reg.requires_grad:
+                reg.backward()
+            reg = reg.detach()
         else:
             reg = ssl.new_zeros(())
-        for name, term in (("BGRL loss", ssl), ("WERank penalty", reg)):
-            if not torch.isfinite(term):
-                raise TrainingError(
-                    f"non-finite {name} ({float(term)}) at epoch {epoch + 1}; the last good checkpoint is kept — "
-                    f"lower optim.lr or werank.alpha"
-                )
         loss = ssl + reg
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         self.optimizer.step()
         momentum = cosine_momentum(epoch, cfg.train.epochs, cfg.optim.momentum)
         self.model.update_target_network(momentum)

@@ -1,0 +1,454 @@
+"""Epoch-time benchmark of BGRL (+ WERank) pretraining, next to the arithmetic floor of each step.
+
+Modes (each measurement runs in its own subprocess, so peak memory is per configuration):
+
+* default — the shipped configs of Cora, Amazon Photo and Coauthor CS, WERank on and off: seconds per
+  epoch (median, min, max over ``--epochs`` epochs after ``--warmup``), peak RSS, the step's
+  multiply-adds and its floor, WERank's own time next to the matmul that forms its largest Gram
+  matrix, and (WERank on only) the linear probe on 20 random 10/10/80 splits, torch and scikit-learn
+  backends on the same splits and C grid, on the embeddings the timed epochs produced.
+* ``--scaling`` — synthetic CSBM graphs of 10⁴, 10⁵, 10⁶ nodes (average degree 10, 500 sparse binary
+  features with 10 ones per node, layers 256-128, predictor 256, WERank on), full batch.
+* ``--compare-plain`` — Cora trained with the fast path and with the plain implementation
+  (:mod:`bgrl_werank.plain`) from the same seeds: seconds per epoch and public-split accuracy of both.
+
+The floor counts every multiply-add of a step (two online passes forward and backward, two target
+passes forward; sparse products at their non-zeros; WERank's Gram matrices and their gradients when
+on) and divides 2× that by this machine's measured float32 GEMM rate (a 2048³ matmul at the same
+thread count), and by the 220 GFLOP/s the performance issue assumed.
+
+Every result is one JSON line on stdout, also appended to ``--out`` (default
+``benchmarks/results/<mode>.jsonl``); ``--markdown`` prints the README tables from those files and
+``--update README.md`` pastes them between ``<!-- perf:begin -->`` and ``<!-- perf:end -->``.
+
+Usage::
+
+    BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch
+    python -m benchmarks.bench_epoch --scaling
+    BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch --compare-plain
+    python -m benchmarks.bench_epoch --markdown --update README.md
+"""
+
+from __future__ import annotations
+
+import bgrl_werank  # noqa: F401  (first: sets THP_MEM_ALLOC_ENABLE before torch starts)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+ASSUMED_GFLOPS = 220.0  # the performance issue's figure for this machine class
+DATASETS = ("cora", "amazon-photo", "coauthor-cs")
+SCALING_NODES = (10_000, 100_000, 1_000_000)
+
+
+# --------------------------------------------------------------------------------------------------
+# measurements inside one process
+# --------------------------------------------------------------------------------------------------
+
+
+def _hwm_mb() -> float:
+    """Peak resident memory of this process so far (VmHWM), MB."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Float32 GEMM rate of this machine at the current thread count (median of ``repeats``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def step_macs(graph, cfg) -> dict[str, float]:
+    """Multiply-adds of one training step (see the module docstring), split by part."""
+    n = graph.num_nodes
+    x = graph.x
+    f = x.size(1)
+    x_nnz = x._nnz() if x.layout == torch.sparse_csr else None
+    sizes = list(cfg.model.layer_sizes)
+    hidden = cfg.model.predictor_hidden
+    e = graph.edge_index.size(1)
+    adj_nnz = [e * (1 - v.edge_drop_p) + n for v in cfg.augment]  # expected kept edges + self-loops
+    encoder_fwd, encoder_bwd = [], []
+    for nnz_a in adj_nnz:
+        fwd = bwd = 0.0
+        d_in = f
+        for i, d in enumerate(sizes):
+            lin = (x_nnz if x_nnz is not None else n * f) * d if i == 0 else n * d_in * d
+            fwd += lin + nnz_a * d
+            bwd += lin + nnz_a * d + (lin if i > 0 else 0)  # weight grad, propagation, input grad
+            d_in = d
+        encoder_fwd.append(fwd)
+        encoder_bwd.append(bwd)
+    pred = 2 * n * sizes[-1] * hidden
+    online = sum(encoder_fwd) + sum(encoder_bwd) + 2 * (pred + 2 * pred)
+    target = sum(encoder_fwd)
+    werank = 0.0
+    if cfg.werank.enabled:
+        shapes = list(zip([f, *sizes[:-1]], sizes))
+        if cfg.werank.include_predictor:
+            shapes += [(sizes[-1], hidden), (hidden, sizes[-1])]
+        werank = sum(2 * min(i, o) ** 2 * max(i, o) for i, o in shapes)  # Gram + closed-form gradient
+    return {"online": online, "target": target, "werank": werank, "total": online + target + werank}
+
+
+def _werank_times(trainer) -> dict[str, float]:
+    """Median seconds of WERank's forward+backward alone, and of its largest Gram matmul alone."""
+    from bgrl_werank import werank_penalty
+    from bgrl_werank.train.trainer import regularised_weights
+
+    cfg = trainer.cfg
+    weights = regularised_weights(trainer.model, cfg.werank.include_predictor)
+
+    def penalty():
+        loss = werank_penalty(weights, cfg.werank.alpha)
+        grads = torch.autograd.grad(loss, weights)
+        return grads
+
+    big = max(weights, key=lambda w: min(w.shape) ** 2 * max(w.shape)).detach()
+
+    def gram():
+        return big @ big.T if big.shape[0] <= big.shape[1] else big.T @ big
+
+    out = {}
+    for key, fn in (("werank_s", penalty), ("largest_gram_matmul_s", gram)):
+        fn()
+        times = []
+        for _ in range(10):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        out[key] = statistics.median(times)
+    out["largest_gram_shape"] = list(big.shape)
+    return out
+
+
+def _probe(trainer, backends: list[str]) -> dict[str, object]:
+    from bgrl_werank.data import get_splits
+    from bgrl_werank.eval import linear_probe
+    from bgrl_werank.train.trainer import embed
+
+    z = embed(trainer.model, trainer.graph)
+    splits = get_splits(trainer.graph.data, "random", 20, 0)
+    out: dict[str, object] = {"probe_splits": 20}
+    for backend in backends:
+        res = linear_probe(z, trainer.graph.y, splits, backend=backend)
+        out[f"probe_{backend}_s"] = round(res.seconds, 3)
+        out[f"probe_{backend}_acc"] = round(100 * res.mean, 3)
+        out[f"probe_{backend}_std"] = round(100 * res.std, 3)
+    if len(backends) == 2:
+        out["probe_diff_points"] = round(out["probe_torch_acc"] - out["probe_sklearn_acc"], 3)
+    return out
+
+
+def _config(spec: dict):
+    from bgrl_werank.config import build_config
+
+    raw = yaml.safe_load(open(ROOT / spec["config"])) if spec.get("config") else {}
+    return build_config(raw, ["diagnostics.every=0", "train.progress=none", *spec.get("overrides", [])])
+
+
+def run_epochs(spec: dict) -> dict[str, object]:
+    """Worker: time ``spec['epochs']`` epochs after ``spec['warmup']`` (one process per spec)."""
+    from bgrl_werank.train.trainer import Trainer, load_graph
+
+    torch.set_num_threads(spec["threads"])
+    gflops = gemm_gflops()
+    cfg = _config(spec)
+    t = time.perf_counter()
+    graph = load_graph(cfg)
+    load_s = time.perf_counter() - t
+    rss_loaded = _hwm_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, graph, tmp, progress=False)
+        for epoch in range(spec["warmup"]):
+            trainer.step(epoch)
+        times = []
+        for epoch in range(spec["warmup"], spec["warmup"] + spec["epochs"]):
+            t = time.perf_counter()
+            trainer.step(epoch)
+            times.append(time.perf_counter() - t)
+        peak = _hwm_mb()
+        macs = step_macs(graph, cfg)
+        out: dict[str, object] = {
+            "mode": spec["mode"],
+            "dataset": cfg.data.name if cfg.data.name != "csbm" else f"csbm-{cfg.data.csbm.num_nodes}",
+            "werank": cfg.werank.enabled,
+            "nodes": graph.num_nodes,
+            "edges": int(graph.edge_index.size(1)),
+            "features": int(graph.x.size(1)),
+            "feature_layout": "sparse CSR" if graph.x.layout == torch.sparse_csr else "dense",
+            "layers": list(cfg.model.layer_sizes),
+            "predictor_hidden": cfg.model.predictor_hidden,
+            "threads": torch.get_num_threads(),
+            "epochs_timed": len(times),
+            "s_epoch_median": round(statistics.median(times), 4),
+            "s_epoch_min": round(min(times), 4),
+            "s_epoch_max": round(max(times), 4),
+            "gmacs_per_step": round(macs["total"] / 1e9, 2),
+            "gemm_gflops_measured": round(gflops, 1),
+            "floor_s_measured_rate": round(2 * macs["total"] / gflops / 1e9, 4),
+            "floor_s_220gflops": round(2 * macs["total"] / ASSUMED_GFLOPS / 1e9, 4),
+            "load_s": round(load_s, 2),
+            "peak_rss_mb_after_load": round(rss_loaded, 1),
+            "peak_rss_mb": round(peak, 1),
+        }
+        if cfg.werank.enabled:
+            out.update({k: (round(v, 5) if isinstance(v, float) else v) for k, v in _werank_times(trainer).items()})
+        if spec.get("probe"):
+            out.update(_probe(trainer, spec["probe"]))
+    out["loadavg_1min"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def run_compare(spec: dict) -> dict[str, object]:
+    """Worker: train ``cfg.train.epochs`` epochs with the fast or the plain path, probe the public split."""
+    from bgrl_werank.plain import build_plain_bgrl, plain_view
+    from bgrl_werank.train.trainer import Trainer, evaluate, load_graph
+
+    torch.set_num_threads(spec["threads"])
+    cfg = _config(spec)
+    graph = load_graph(cfg)
+
+    class PlainTrainer(Trainer):
+        """The trainer's loop (schedules, EMA, optimizer) around the plain model and plain views."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            torch.manual_seed(cfg.seed)
+            m = cfg.model
+            self.model = build_plain_bgrl(graph.x.size(1), m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init)
+            self.optimizer = torch.optim.AdamW(self.model.trainable_parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+            self.dense_x = graph.x.to_dense() if graph.x.layout != torch.strided else graph.x
+
+        def make_views(self):
+            return [plain_view(self.dense_x, graph.edge_index, v.edge_drop_p, v.feat_mask_p, self.generator) for v in cfg.augment]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = (PlainTrainer if spec["path"] == "plain" else Trainer)(cfg, graph, tmp, progress=False)
+        times = []
+        for epoch in range(cfg.train.epochs):
+            t = time.perf_counter()
+            trainer.step(epoch)
+            times.append(time.perf_counter() - t)
+        if spec["path"] == "plain":
+            with torch.no_grad():
+                trainer.model.eval()
+                z = trainer.model.online_encoder(trainer.dense_x, graph.edge_index)
+            from bgrl_werank.data import get_splits
+            from bgrl_werank.eval import linear_probe
+
+            acc = linear_probe(z, graph.y, get_splits(graph.data, "public", 1, 0)).mean
+        else:
+            acc = evaluate(cfg, trainer.model, graph)["mean"]
+    return {
+        "mode": "compare-plain",
+        "dataset": cfg.data.name,
+        "path": spec["path"],
+        "seed": cfg.seed,
+        "epochs": cfg.train.epochs,
+        "threads": torch.get_num_threads(),
+        "s_epoch_median": round(statistics.median(times), 4),
+        "public_test_acc": round(100 * acc, 2),
+        "loadavg_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------------------
+
+
+def _spawn(spec: dict) -> dict:
+    env = dict(os.environ)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_epoch", "--worker", json.dumps(spec)],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"mode": spec["mode"], "spec": spec, "error": tail}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def specs(args) -> list[dict]:
+    out = []
+    if args.scaling:
+        for n in args.nodes:
+            overrides = [
+                "data.name=csbm", f"data.csbm.num_nodes={n}", "data.csbm.avg_degree=10", "data.csbm.num_features=500",
+                "data.csbm.feature_density=0.02", "data.csbm.num_classes=10", "data.row_normalize=true",
+                "model.layer_sizes=[256, 128]", "model.predictor_hidden=256", "werank.enabled=true",
+                "train.epochs=10000", "optim.warmup_epochs=100",
+            ]
+            big = n >= 1_000_000
+            out.append({"mode": "scaling", "overrides": overrides, "threads": args.threads,
+                        "warmup": 1 if big else args.warmup, "epochs": 3 if big else min(args.epochs, 20 if n >= 100_000 else args.epochs)})
+    elif args.compare_plain:
+        for path in ("fast", "plain"):
+            for seed in args.seeds:
+                out.append({"mode": "compare-plain", "config": "configs/cora.yaml", "path": path, "threads": args.threads,
+                            "overrides": [f"seed={seed}", f"train.epochs={args.compare_epochs}"]})
+    else:
+        for name in args.datasets:
+            for werank in (True, False):
+                probe = (["torch", "sklearn"] if name in ("cora", "amazon-photo") else ["torch"]) if werank else []
+                out.append({"mode": "epoch", "config": f"configs/{name}.yaml", "threads": args.threads,
+                            "warmup": args.warmup, "epochs": args.epochs, "probe": probe,
+                            "overrides": [f"werank.enabled={str(werank).lower()}"]})
+    return out
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if "error" not in r]
+
+
+def markdown() -> str:
+    """README tables from the latest result of each configuration in benchmarks/results/."""
+    lines = []
+    epoch = {(r["dataset"], r["werank"]): r for r in _rows(RESULTS / "epoch.jsonl")}
+    if epoch:
+        any_row = next(iter(epoch.values()))
+        lines += [
+            f"Epoch time, {any_row['threads']} threads, median (min–max) over {any_row['epochs_timed']} epochs after warm-up; "
+            f"floor = the step's multiply-adds at this machine's measured GEMM rate "
+            f"({any_row['gemm_gflops_measured']:.0f} GFLOP/s) and at 220 GFLOP/s.",
+            "",
+            "| dataset | WERank | s / epoch | floor (measured rate) | floor (220 GFLOP/s) | GMAC / step | peak RSS | WERank alone | its largest Gram matmul |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for (name, werank), r in sorted(epoch.items(), key=lambda kv: (DATASETS.index(kv[0][0]) if kv[0][0] in DATASETS else 9, not kv[0][1])):
+            wr = f"{1000 * r['werank_s']:.1f} ms" if werank else "—"
+            gm = f"{1000 * r['largest_gram_matmul_s']:.1f} ms ({r['largest_gram_shape'][0]}×{r['largest_gram_shape'][1]})" if werank else "—"
+            lines.append(
+                f"| {name} | {'on' if werank else 'off'} | {r['s_epoch_median']:.3f} ({r['s_epoch_min']:.3f}–{r['s_epoch_max']:.3f}) | "
+                f"{r['floor_s_measured_rate']:.3f} | {r['floor_s_220gflops']:.3f} | {r['gmacs_per_step']:.1f} | {r['peak_rss_mb']:.0f} MB | {wr} | {gm} |"
+            )
+        lines.append("")
+        overhead = []
+        for name in DATASETS:
+            on, off = epoch.get((name, True)), epoch.get((name, False))
+            if on and off:
+                overhead.append(f"{name} {100 * (on['s_epoch_median'] / off['s_epoch_median'] - 1):+.1f}%")
+        if overhead:
+            lines += [f"WERank's share of the epoch (median on / median off − 1): {', '.join(overhead)}.", ""]
+        probes = [r for (name, werank), r in epoch.items() if werank and "probe_torch_s" in r]
+        if probes:
+            lines += [
+                "Linear evaluation: 20 random 10/10/80 splits, C chosen on validation from 2⁻¹⁰…2¹⁰ (21 values), "
+                "on the embeddings of the benchmark's model.",
+                "",
+                "| dataset | torch probe | accuracy | scikit-learn probe | accuracy | difference |",
+                "|---|---|---|---|---|---|",
+            ]
+            for r in probes:
+                sk = "probe_sklearn_s" in r
+                lines.append(
+                    f"| {r['dataset']} | {r['probe_torch_s']:.1f} s | {r['probe_torch_acc']:.2f} ± {r['probe_torch_std']:.2f} | "
+                    + (f"{r['probe_sklearn_s']:.1f} s | {r['probe_sklearn_acc']:.2f} ± {r['probe_sklearn_std']:.2f} | {r['probe_diff_points']:+.2f} pt |" if sk else "— | — | — |")
+                )
+            lines.append("")
+    scaling = {r["nodes"]: r for r in _rows(RESULTS / "scaling.jsonl")}
+    if scaling:
+        lines += [
+            "Scaling on CSBM graphs (average degree 10, 500 sparse features, 10 non-zeros per node, layers 256-128, "
+            "predictor 256, WERank on, full batch):",
+            "",
+            "| nodes | edges | s / epoch | floor (measured rate) | peak RSS | epochs timed |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n in sorted(scaling):
+            r = scaling[n]
+            lines.append(f"| {n:,} | {r['edges']:,} | {r['s_epoch_median']:.2f} | {r['floor_s_measured_rate']:.2f} | {r['peak_rss_mb'] / 1024:.2f} GB | {r['epochs_timed']} |")
+        lines.append("")
+    compare = _rows(RESULTS / "compare-plain.jsonl")
+    if compare:
+        by_path: dict[str, list[dict]] = {}
+        for r in compare:
+            by_path.setdefault(r["path"], []).append(r)
+        lines += ["Fast path vs the plain implementation (`bgrl_werank.plain`), Cora, same seeds, public split:", "",
+                  "| path | seeds | epochs | s / epoch (median of seeds) | test accuracy |", "|---|---|---|---|---|"]
+        for path in ("fast", "plain"):
+            rows = by_path.get(path, [])
+            if not rows:
+                continue
+            accs = [r["public_test_acc"] for r in rows]
+            std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            lines.append(f"| {path} | {', '.join(str(r['seed']) for r in rows)} | {rows[0]['epochs']} | "
+                         f"{statistics.median(r['s_epoch_median'] for r in rows):.3f} | {statistics.mean(accs):.2f} ± {std:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_epoch", description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    p.add_argument("--epochs", type=int, default=50, help="timed epochs per configuration (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed epochs first (default 5)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--scaling", action="store_true", help="CSBM scaling table instead")
+    p.add_argument("--nodes", type=int, nargs="+", default=list(SCALING_NODES), help="CSBM sizes for --scaling")
+    p.add_argument("--compare-plain", action="store_true", help="fast vs plain implementation on Cora")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds for --compare-plain")
+    p.add_argument("--compare-epochs", type=int, default=300, help="epochs per --compare-plain run (default 300, Cora's config)")
+    p.add_argument("--out", help="JSONL file to append to (default benchmarks/results/<mode>.jsonl)")
+    p.add_argument("--markdown", action="store_true", help="print the README tables from benchmarks/results/")
+    p.add_argument("--update", metavar="README", help="with --markdown: paste the tables into README between perf markers")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker:
+        spec = json.loads(args.worker)
+        result = run_compare(spec) if spec["mode"] == "compare-plain" else run_epochs(spec)
+        print(json.dumps(result), flush=True)
+        return 0
+    if args.markdown:
+        text = markdown()
+        if args.update:
+            from bgrl_werank.results import update_file
+
+            update_file(args.update, "perf", text)
+        else:
+            print(text)
+        return 0
+
+    mode = "scaling" if args.scaling else "compare-plain" if args.compare_plain else "epoch"
+    out = Path(args.out) if args.out else RESULTS / f"{mode}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__}
+    failed = 0
+    for spec in specs(args):
+        result = {**_spawn(spec), **machine}
+        failed += "error" in result
+        line = json.dumps(result)
+        print(line, flush=True)
+        with open(out, "a") as f:
+            f.write(line + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
