@@ -5,8 +5,9 @@ Modes (each measurement runs in its own subprocess, so peak memory is per config
 * default — the shipped configs of Cora, Amazon Photo and Coauthor CS, WERank on and off: seconds per
   epoch (median, min, max over ``--epochs`` epochs after ``--warmup``), peak RSS, the step's
   multiply-adds and its floor, WERank's own time next to the matmul that forms its largest Gram
-  matrix, and (WERank on only) the linear probe on 20 random 10/10/80 splits, torch and scikit-learn
-  backends on the same splits and C grid, on the embeddings the timed epochs produced.
+  matrix.
+* ``--probe`` — the linear probe on Cora's and Photo's benchmark embeddings (WERank on, after the
+  same epochs): torch backend vs scikit-learn at its default tol and run to convergence.
 * ``--scaling`` — synthetic CSBM graphs of 10⁴, 10⁵, 10⁶ nodes (average degree 10, 500 sparse binary
   features with 10 ones per node, layers 256-128, predictor 256, WERank on), full batch.
 * ``--compare-plain`` — Cora trained with the fast path and with the plain implementation
@@ -143,7 +144,14 @@ def _werank_times(trainer) -> dict[str, float]:
     return out
 
 
-def _probe(trainer, backends: list[str]) -> dict[str, object]:
+def _probe(trainer, sklearn_tols: list[float]) -> dict[str, object]:
+    """Torch probe (default tol 1e-4) and the scikit-learn reference at each tol, same splits and grid.
+
+    scikit-learn at its default tol (1e-4) can stop far from the optimum on ill-conditioned
+    embeddings (on Photo after 55 epochs: 40 L-BFGS iterations, an objective 0.7 % above the
+    optimum, 2.6 points lower test accuracy on a split); at 1e-8 it reaches the optimum the torch
+    probe finds. The benchmark reports both.
+    """
     from bgrl_werank.data import get_splits
     from bgrl_werank.eval import linear_probe
     from bgrl_werank.train.trainer import embed
@@ -151,13 +159,14 @@ def _probe(trainer, backends: list[str]) -> dict[str, object]:
     z = embed(trainer.model, trainer.graph)
     splits = get_splits(trainer.graph.data, "random", 20, 0)
     out: dict[str, object] = {"probe_splits": 20}
-    for backend in backends:
-        res = linear_probe(z, trainer.graph.y, splits, backend=backend)
-        out[f"probe_{backend}_s"] = round(res.seconds, 3)
-        out[f"probe_{backend}_acc"] = round(100 * res.mean, 3)
-        out[f"probe_{backend}_std"] = round(100 * res.std, 3)
-    if len(backends) == 2:
-        out["probe_diff_points"] = round(out["probe_torch_acc"] - out["probe_sklearn_acc"], 3)
+    res = linear_probe(z, trainer.graph.y, splits, backend="torch")
+    out.update(probe_torch_s=round(res.seconds, 3), probe_torch_acc=round(100 * res.mean, 3), probe_torch_std=round(100 * res.std, 3))
+    for tol in sklearn_tols:
+        ref = linear_probe(z, trainer.graph.y, splits, backend="sklearn", tol=tol, max_iter=20000)
+        key = f"probe_sklearn_tol{tol:g}"
+        out.update({f"{key}_s": round(ref.seconds, 3), f"{key}_acc": round(100 * ref.mean, 3), f"{key}_std": round(100 * ref.std, 3),
+                    f"{key}_diff_points": round(100 * (res.mean - ref.mean), 3),
+                    f"{key}_same_c": sum(a == b for a, b in zip(res.best_c, ref.best_c))})
     return out
 
 
@@ -217,6 +226,7 @@ def run_epochs(spec: dict) -> dict[str, object]:
             out.update({k: (round(v, 5) if isinstance(v, float) else v) for k, v in _werank_times(trainer).items()})
         if spec.get("probe"):
             out.update(_probe(trainer, spec["probe"]))
+            out["mode"] = "probe"
     out["loadavg_1min"] = round(os.getloadavg()[0], 2)
     return out
 
@@ -304,6 +314,10 @@ def specs(args) -> list[dict]:
             big = n >= 1_000_000
             out.append({"mode": "scaling", "overrides": overrides, "threads": args.threads,
                         "warmup": 1 if big else args.warmup, "epochs": 3 if big else min(args.epochs, 20 if n >= 100_000 else args.epochs)})
+    elif args.probe:
+        for name in ("cora", "amazon-photo"):
+            out.append({"mode": "probe", "config": f"configs/{name}.yaml", "threads": args.threads,
+                        "warmup": args.warmup, "epochs": args.epochs, "probe": [1e-4, 1e-8], "overrides": []})
     elif args.compare_plain:
         for path in ("fast", "plain"):
             for seed in args.seeds:
@@ -312,9 +326,8 @@ def specs(args) -> list[dict]:
     else:
         for name in args.datasets:
             for werank in (True, False):
-                probe = (["torch", "sklearn"] if name in ("cora", "amazon-photo") else ["torch"]) if werank else []
                 out.append({"mode": "epoch", "config": f"configs/{name}.yaml", "threads": args.threads,
-                            "warmup": args.warmup, "epochs": args.epochs, "probe": probe,
+                            "warmup": args.warmup, "epochs": args.epochs,
                             "overrides": [f"werank.enabled={str(werank).lower()}"]})
     return out
 
@@ -332,16 +345,18 @@ def markdown() -> str:
     epoch = {(r["dataset"], r["werank"]): r for r in _rows(RESULTS / "epoch.jsonl")}
     if epoch:
         any_row = next(iter(epoch.values()))
+        rates = [r["gemm_gflops_measured"] for r in epoch.values()]
         lines += [
-            f"Epoch time, {any_row['threads']} threads, median (min–max) over {any_row['epochs_timed']} epochs after warm-up; "
-            f"floor = the step's multiply-adds at this machine's measured GEMM rate "
-            f"({any_row['gemm_gflops_measured']:.0f} GFLOP/s) and at 220 GFLOP/s.",
+            f"Epoch time, {any_row['threads']} threads, median (min–max) over {any_row['epochs_timed']} epochs after 5 warm-up epochs. "
+            f"Floor = 2 × the step's multiply-adds ÷ the float32 GEMM rate measured in the same process "
+            f"({min(rates):.0f}–{max(rates):.0f} GFLOP/s on this machine), and ÷ 220 GFLOP/s (the rate the performance "
+            f"issue assumed). \"WERank alone\" is the penalty's forward and backward timed by themselves.",
             "",
             "| dataset | WERank | s / epoch | floor (measured rate) | floor (220 GFLOP/s) | GMAC / step | peak RSS | WERank alone | its largest Gram matmul |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for (name, werank), r in sorted(epoch.items(), key=lambda kv: (DATASETS.index(kv[0][0]) if kv[0][0] in DATASETS else 9, not kv[0][1])):
-            wr = f"{1000 * r['werank_s']:.1f} ms" if werank else "—"
+            wr = f"{1000 * r['werank_s']:.1f} ms ({100 * r['werank_s'] / r['s_epoch_median']:.1f} % of the epoch)" if werank else "—"
             gm = f"{1000 * r['largest_gram_matmul_s']:.1f} ms ({r['largest_gram_shape'][0]}×{r['largest_gram_shape'][1]})" if werank else "—"
             lines.append(
                 f"| {name} | {'on' if werank else 'off'} | {r['s_epoch_median']:.3f} ({r['s_epoch_min']:.3f}–{r['s_epoch_max']:.3f}) | "
@@ -354,23 +369,25 @@ def markdown() -> str:
             if on and off:
                 overhead.append(f"{name} {100 * (on['s_epoch_median'] / off['s_epoch_median'] - 1):+.1f}%")
         if overhead:
-            lines += [f"WERank's share of the epoch (median on / median off − 1): {', '.join(overhead)}.", ""]
-        probes = [r for (name, werank), r in epoch.items() if werank and "probe_torch_s" in r]
-        if probes:
-            lines += [
-                "Linear evaluation: 20 random 10/10/80 splits, C chosen on validation from 2⁻¹⁰…2¹⁰ (21 values), "
-                "on the embeddings of the benchmark's model.",
-                "",
-                "| dataset | torch probe | accuracy | scikit-learn probe | accuracy | difference |",
-                "|---|---|---|---|---|---|",
-            ]
-            for r in probes:
-                sk = "probe_sklearn_s" in r
-                lines.append(
-                    f"| {r['dataset']} | {r['probe_torch_s']:.1f} s | {r['probe_torch_acc']:.2f} ± {r['probe_torch_std']:.2f} | "
-                    + (f"{r['probe_sklearn_s']:.1f} s | {r['probe_sklearn_acc']:.2f} ± {r['probe_sklearn_std']:.2f} | {r['probe_diff_points']:+.2f} pt |" if sk else "— | — | — |")
-                )
-            lines.append("")
+            lines += [f"Epoch with WERank on vs off (ratio of medians − 1; the epoch-to-epoch spread is ±10 %): {', '.join(overhead)}.", ""]
+    probes = {r["dataset"]: r for r in _rows(RESULTS / "probe.jsonl")}
+    if probes:
+        lines += [
+            "Linear evaluation: 20 random 10/10/80 splits, C chosen on validation from 2⁻¹⁰…2¹⁰ (21 values), on the "
+            "embeddings of the benchmark's model (shipped config, WERank on, after the 55 benchmark epochs); "
+            "scikit-learn on the same splits and grid at its default tol 1e-4 and run to convergence (tol 1e-8).",
+            "",
+            "| dataset | torch probe | accuracy | scikit-learn, tol 1e-4 | accuracy | scikit-learn, tol 1e-8 | accuracy | torch − sklearn (1e-8) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, r in probes.items():
+            a, b = "probe_sklearn_tol0.0001", "probe_sklearn_tol1e-08"
+            lines.append(
+                f"| {name} | {r['probe_torch_s']:.1f} s | {r['probe_torch_acc']:.2f} ± {r['probe_torch_std']:.2f} | "
+                f"{r[a + '_s']:.1f} s | {r[a + '_acc']:.2f} ± {r[a + '_std']:.2f} | "
+                f"{r[b + '_s']:.1f} s | {r[b + '_acc']:.2f} ± {r[b + '_std']:.2f} | {r[b + '_diff_points']:+.2f} pt ({r[b + '_same_c']}/20 same C) |"
+            )
+        lines.append("")
     scaling = {r["nodes"]: r for r in _rows(RESULTS / "scaling.jsonl")}
     if scaling:
         lines += [
@@ -411,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--scaling", action="store_true", help="CSBM scaling table instead")
     p.add_argument("--nodes", type=int, nargs="+", default=list(SCALING_NODES), help="CSBM sizes for --scaling")
+    p.add_argument("--probe", action="store_true", help="linear-probe timing and accuracy vs scikit-learn (Cora, Photo)")
     p.add_argument("--compare-plain", action="store_true", help="fast vs plain implementation on Cora")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds for --compare-plain")
     p.add_argument("--compare-epochs", type=int, default=300, help="epochs per --compare-plain run (default 300, Cora's config)")
@@ -435,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
         return 0
 
-    mode = "scaling" if args.scaling else "compare-plain" if args.compare_plain else "epoch"
+    mode = "scaling" if args.scaling else "compare-plain" if args.compare_plain else "probe" if args.probe else "epoch"
     out = Path(args.out) if args.out else RESULTS / f"{mode}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__}
