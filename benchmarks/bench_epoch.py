@@ -433,7 +433,7 @@ def markdown() -> str:
         for r in compare:
             by_path.setdefault(r["path"], []).append(r)
         lines += ["Fast path vs the plain implementation (`bgrl_werank.plain`), Cora, same seeds, public split:", "",
-                  "| path | seeds | epochs | s / epoch (median of seeds) | test accuracy |", "|---|---|---|---|---|"]
+                  "| path | seeds | epochs | s / epoch (median of seeds) | test accuracy (mean ± sample std over seeds) | load average |", "|---|---|---|---|---|---|"]
         for path in ("fast", "plain"):
             rows = by_path.get(path, [])
             if not rows:
@@ -441,7 +441,8 @@ def markdown() -> str:
             accs = [r["public_test_acc"] for r in rows]
             std = statistics.stdev(accs) if len(accs) > 1 else 0.0
             lines.append(f"| {path} | {', '.join(str(r['seed']) for r in rows)} | {rows[0]['epochs']} | "
-                         f"{statistics.median(r['s_epoch_median'] for r in rows):.3f} | {statistics.mean(accs):.2f} ± {std:.2f} |")
+                         f"{statistics.median(r['s_epoch_median'] for r in rows):.3f} | {statistics.mean(accs):.2f} ± {std:.2f} | "
+                         f"{min(r['loadavg_1min'] for r in rows):.1f}–{max(r['loadavg_1min'] for r in rows):.1f} |")
         lines.append("")
     return "\n".join(lines)
 
