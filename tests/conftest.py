@@ -23,6 +23,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BGRL_WERANK_OFFLINE", "1")
 
 
+def missing_data(reason: str):
+    """Skip a real-data test whose files are absent, except where the data is required (CI sets
+    ``BGRL_WERANK_REQUIRE_DATA=1``: there a missing dataset is a failure, never a silent skip)."""
+    if os.environ.get("BGRL_WERANK_REQUIRE_DATA") == "1":
+        pytest.fail(f"{reason} (BGRL_WERANK_REQUIRE_DATA=1: real data is required here)")
+    pytest.skip(reason)
+
+
 def sets(overrides):
     out = []
     for o in overrides:

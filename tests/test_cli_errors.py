@@ -13,7 +13,7 @@ import torch
 from bgrl_werank.cli import eval_main, train_main
 from bgrl_werank.train.trainer import Trainer, TrainingError
 
-from .conftest import ROOT, TINY, sets
+from .conftest import ROOT, TINY, missing_data, sets
 
 
 def _snapshot(folder: Path) -> dict:
@@ -198,7 +198,7 @@ def test_corrupted_dataset_file_through_entry_point(tmp_path, capsys):
 
     src = os.environ.get("BGRL_WERANK_DATA")
     if not src or not (Path(src) / "planetoid" / "cora").is_dir():
-        pytest.skip("needs Cora under BGRL_WERANK_DATA")
+        missing_data("needs Cora under BGRL_WERANK_DATA")
     root = tmp_path / "root"
     shutil.copytree(Path(src) / "planetoid" / "cora", root / "planetoid" / "cora")
     graph = root / "planetoid" / "cora" / "ind.cora.graph"

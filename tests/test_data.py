@@ -35,6 +35,8 @@ from bgrl_werank.data import (
 )
 from bgrl_werank.data.csbm import _distinct
 
+from .conftest import missing_data
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # SOURCES.md: nodes, edges (both directions), features, classes, unlabelled nodes, feature non-zeros
@@ -61,14 +63,14 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 def _real_root() -> Path:
     env = os.environ.get("BGRL_WERANK_DATA", "")
     if not env:
-        pytest.skip("BGRL_WERANK_DATA is not set: real-data tests skipped")
+        missing_data("BGRL_WERANK_DATA is not set: real-data tests skipped")
     return Path(env)
 
 
 def _real_raw_dir(name: str) -> Path:
     raw_dir = _real_root() / ds._SPECS[name].subdir
     if not all((raw_dir / f).is_file() for f in ds._SPECS[name].raw_files):
-        pytest.skip(f"{name} is not in the data root {_real_root()}")
+        missing_data(f"{name} is not in the data root {_real_root()}")
     return raw_dir
 
 

@@ -14,6 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from bgrl_werank.data.splits import Split, random_splits
 from bgrl_werank.eval import DEFAULT_C_GRID, ProbeResult, fit_logistic_regression, linear_probe
 
+from .conftest import missing_data
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -229,13 +231,13 @@ def test_inf_embeddings_rejected_with_clear_message():
 def cora():
     root = os.environ.get("BGRL_WERANK_DATA")
     if not root:
-        pytest.skip("BGRL_WERANK_DATA is not set")
+        missing_data("BGRL_WERANK_DATA is not set")
     from benchmarks.bench_probe import load_dataset
 
     try:
         return load_dataset("cora", root)
     except FileNotFoundError as err:
-        pytest.skip(str(err))
+        missing_data(str(err))
 
 
 @pytest.mark.realdata
