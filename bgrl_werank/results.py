@@ -8,7 +8,7 @@ Usage::
 Every ``report.json`` below the given folders is one run. Runs are grouped by dataset, protocol
 and method (BGRL or BGRL + WERank); each run contributes its mean test accuracy over its probe
 splits, and the table shows mean ± std (numpy, ddof=0) of those over the runs (seeds) with their
-count. With ``--update FILE`` the table replaces the text between ``<!-- {marker}:begin -->`` and
+count, and the difference of the two means (WERank − BGRL, in points). With ``--update FILE`` the table replaces the text between ``<!-- {marker}:begin -->`` and
 ``<!-- {marker}:end -->`` in FILE.
 """
 
@@ -48,8 +48,8 @@ def table(reports: list[dict]) -> str:
     for r in reports:
         groups[(r["dataset"], r["protocol"])][bool(r["werank"])].append(r)
     lines = [
-        "| dataset | protocol | BGRL | BGRL + WERank | WERank α | epochs | seeds (BGRL / +WERank) | RankMe (BGRL / +WERank) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | protocol | BGRL | BGRL + WERank | WERank − BGRL | WERank α | epochs | seeds (BGRL / +WERank) | RankMe (BGRL / +WERank) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (dataset, protocol), by in sorted(groups.items()):
         base, reg = by.get(False, []), by.get(True, [])
@@ -57,8 +57,10 @@ def table(reports: list[dict]) -> str:
         rank = lambda rs: f"{np.mean([r['rankme'] for r in rs]):.1f}" if rs and all("rankme" in r for r in rs) else "—"  # noqa: E731
         alphas = sorted({json.dumps(r["werank_alpha"]) for r in reg}) or ["—"]
         epochs = sorted({r["hyperparameters"]["epochs"] for r in base + reg})
+        diff = (f"{100 * (np.mean([r['accuracy_mean'] for r in reg]) - np.mean([r['accuracy_mean'] for r in base])):+.2f}"
+                if base and reg else "—")
         lines.append(
-            f"| {dataset} | {protocol} | {cell(base)} | {cell(reg)} | {', '.join(alphas)} | "
+            f"| {dataset} | {protocol} | {cell(base)} | {cell(reg)} | {diff} | {', '.join(alphas)} | "
             f"{', '.join(map(str, epochs))} | {len(base)} / {len(reg)} | {rank(base)} / {rank(reg)} |"
         )
     return "\n".join(lines) + "\n"
