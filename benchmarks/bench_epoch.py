@@ -416,15 +416,15 @@ def markdown() -> str:
             "Scaling on CSBM graphs (average degree 10, 500 sparse features, 10 non-zeros per node, layers 256-128, "
             "predictor 256, WERank on, full batch):",
             "",
-            "| nodes | edges | s / epoch | floor (measured rate) | peak RSS | epochs timed | time / edges vs 10⁴ | memory / edges vs 10⁴ |",
-            "|---|---|---|---|---|---|---|---|",
+            "| nodes | edges | s / epoch | floor (measured rate) | GEMM rate | peak RSS | epochs timed | time / edges vs 10⁴ | memory / edges vs 10⁴ |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for n in sorted(scaling):
             r = scaling[n]
             r0 = scaling[min(scaling)]
             t_rel = (r["s_epoch_median"] / r["edges"]) / (r0["s_epoch_median"] / r0["edges"])
             m_rel = (r["peak_rss_mb"] / r["edges"]) / (r0["peak_rss_mb"] / r0["edges"])
-            lines.append(f"| {n:,} | {r['edges']:,} | {r['s_epoch_median']:.2f} | {r['floor_s_measured_rate']:.2f} | {r['peak_rss_mb'] / 1024:.2f} GB | "
+            lines.append(f"| {n:,} | {r['edges']:,} | {r['s_epoch_median']:.2f} | {r['floor_s_measured_rate']:.2f} | {r['gemm_gflops_measured']:.0f} GFLOP/s | {r['peak_rss_mb'] / 1024:.2f} GB | "
                          f"{r['epochs_timed']} | {t_rel:.2f} | {m_rel:.2f} |")
         lines.append("")
     compare = _rows(RESULTS / "compare-plain.jsonl")
