@@ -162,3 +162,151 @@ def test_trainer_step_has_the_gradients_of_the_whole_plain_loss(tmp_path, sparse
             assert fast[name].grad is None, name
             continue
         assert torch.allclose(fast[name].grad, p.grad, atol=1e-5, rtol=1e-4), name
+
+
+# ---------------------------------------------------------------------------------------------------
+# the building blocks of the fast path, each against the plain PyTorch operation it replaces
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_torch_linear_values_and_gradients(bias):
+    from bgrl_werank.ops import linear
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 13, generator=g, requires_grad=True)
+    w = torch.randn(7, 13, generator=g, requires_grad=True)
+    b = torch.randn(7, generator=g, requires_grad=True) if bias else None
+    out = linear(x, w, b)
+    ref = torch.nn.functional.linear(x, w, b)
+    assert torch.allclose(out, ref, atol=1e-5)
+    grad = torch.randn(out.shape, generator=g)
+    inputs = (x, w, b) if bias else (x, w)
+    got = torch.autograd.grad(out, inputs, grad)
+    want = torch.autograd.grad(ref, inputs, grad)
+    for a, e in zip(got, want):
+        assert torch.allclose(a, e, atol=1e-5)
+    with torch.no_grad():  # the no-grad path (target network) gives the same values
+        assert torch.allclose(linear(x, w, b), ref, atol=1e-5)
+
+
+def test_linear_gradcheck_float64():
+    from bgrl_werank.ops import linear
+
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(linear, (x, w, b))
+
+
+def test_onednn_switch_is_honoured(monkeypatch):
+    from bgrl_werank import ops
+
+    monkeypatch.setattr(ops, "_ONEDNN", None)
+    monkeypatch.setenv("BGRL_WERANK_ONEDNN", "0")
+    assert ops.onednn_matmul_enabled() is False
+    x, w = torch.randn(5, 3), torch.randn(2, 3)
+    assert torch.allclose(ops.matmul_nt(x, w), x @ w.t())
+    monkeypatch.setattr(ops, "_ONEDNN", None)  # the next caller decides again
+
+
+@pytest.mark.parametrize("p", [0.0, 0.4, 0.9])
+def test_maskable_csr_drops_exactly_the_masked_columns(p):
+    from bgrl_werank.augment import MaskableCSR
+
+    x, _ = _graph()
+    dense = fast_features(x).to_dense()
+    maskable = MaskableCSR(fast_features(x))
+    keep = torch.rand(x.size(1), generator=torch.Generator().manual_seed(3)) >= p
+    op = maskable.masked(keep)
+    expected = dense * keep.to(dense.dtype)
+    assert torch.equal(op.mat.to_dense(), expected)
+    assert torch.equal(op.mat_t.to_dense(), expected.t())
+    assert op.mat._nnz() == int((expected != 0).sum())  # dropped, not stored as zeros
+    assert torch.equal(maskable.full.mat.to_dense(), dense)  # the full matrix is untouched
+
+
+def test_sparse_linear_values_gradient_and_transpose_cache():
+    from bgrl_werank.ops import sparse_linear, transposed
+
+    x, _ = _graph()
+    s = SparseOperand.of(x.to_sparse_csr())
+    w = torch.randn(9, x.size(1), requires_grad=True)
+    out = sparse_linear(s, w)
+    assert torch.allclose(out, x @ w.t(), atol=1e-5)
+    g = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, w, g)
+    assert torch.allclose(grad, g.t() @ x, atol=1e-5)
+    first = transposed(w)
+    assert transposed(w) is first  # reused while w is unchanged
+    with torch.no_grad():
+        w.add_(1.0)  # an optimizer step changes w in place: the cache must not serve the old value
+    assert torch.equal(transposed(w), w.detach().t())
+    assert torch.allclose(sparse_linear(s, w), x @ w.t(), atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_after_bias_is_batch_norm_of_the_sum(training):
+    from bgrl_werank.ops import batch_norm_after_bias
+
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(30, 6, generator=g, requires_grad=True)
+    bias = (torch.randn(6, generator=g) * 3).requires_grad_()
+    fast, plain = torch.nn.BatchNorm1d(6, momentum=0.1), torch.nn.BatchNorm1d(6, momentum=0.1)
+    with torch.no_grad():
+        for m in (fast, plain):
+            m.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(2))
+            m.bias.uniform_(-1, 1, generator=torch.Generator().manual_seed(3))
+            m.running_mean.fill_(0.3)
+            m.running_var.fill_(2.0)
+    fast.train(training)
+    plain.train(training)
+    out = batch_norm_after_bias(z, bias, fast)
+    ref = plain(z + bias)
+    assert torch.allclose(out, ref, atol=1e-5)
+    grad = torch.randn(out.shape, generator=g)
+    got = torch.autograd.grad(out, (z, bias, fast.weight, fast.bias), grad)
+    want = torch.autograd.grad(ref, (z, bias, plain.weight, plain.bias), grad)
+    for a, e in zip(got, want):
+        assert torch.allclose(a, e, atol=1e-5)
+    if training:
+        assert torch.equal(got[1], torch.zeros(6))  # exactly 0: BatchNorm cancels the bias
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.allclose(getattr(fast, name).float(), getattr(plain, name).float(), atol=1e-6), name
+
+
+def test_bgrl_loss_term_closed_form_matches_autograd_through_cosine_similarity():
+    from bgrl_werank.losses.bgrl import bgrl_loss_term
+
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(25, 8, generator=g, dtype=torch.float64)
+    q[3] = 0.0  # a zero prediction: the norm clamp applies
+    q[4] = 1e-12
+    q.requires_grad_()
+    y = torch.randn(25, 8, generator=g, dtype=torch.float64)
+    y[5] = 0.0
+    loss = bgrl_loss_term(q, y)
+    ref = 1.0 - torch.nn.functional.cosine_similarity(q, y, dim=-1).mean()
+    assert torch.allclose(loss, ref, atol=1e-12)
+    (got,) = torch.autograd.grad(loss, q)
+    (want,) = torch.autograd.grad(ref, q)
+    assert torch.allclose(got, want, atol=1e-9)
+    y6 = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: bgrl_loss_term(t, y6), (torch.randn(6, 5, generator=g, dtype=torch.float64).requires_grad_(),))
+
+
+def test_fused_adamw_takes_the_same_steps_as_the_default():
+    from bgrl_werank.train.trainer import make_optimizer
+
+    g = torch.Generator().manual_seed(5)
+    a = [torch.nn.Parameter(torch.randn(20, 7, generator=g)), torch.nn.Parameter(torch.randn(7, generator=g))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    fast = make_optimizer(a, 1e-2, 1e-5)
+    plain = torch.optim.AdamW(b, lr=1e-2, weight_decay=1e-5)
+    for _ in range(5):
+        for p, r in zip(a, b):
+            grad = torch.randn(p.shape, generator=g)
+            p.grad, r.grad = grad, grad.clone()
+        fast.step()
+        plain.step()
+    for p, r in zip(a, b):
+        assert torch.allclose(p, r, atol=1e-6)

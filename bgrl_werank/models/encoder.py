@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
 from ..augment import Features
-from ..ops import FastPReLU, SparseOperand, sparse_matmul
+from ..ops import FastPReLU, SparseOperand, batch_norm_after_bias, linear, sparse_linear, sparse_matmul
 
 
 class GCNEncoder(nn.Module):
@@ -59,7 +59,8 @@ class GCNEncoder(nn.Module):
         if isinstance(x, Features):
             x, mask = x.x, x.mask
         for i, (conv, norm, act) in enumerate(zip(self.convs, self.norms, self.acts)):
-            x = act(norm(_gcn_conv(conv, x, adj, mask if i == 0 else None)))
+            # GCNConv's bias goes straight into the BatchNorm, which cancels it in training mode
+            x = act(batch_norm_after_bias(_gcn_conv(conv, x, adj, mask if i == 0 else None), conv.bias, norm))
         return x
 
     def reset_parameters(self) -> None:
@@ -68,11 +69,12 @@ class GCNEncoder(nn.Module):
 
 
 def _gcn_conv(conv: GCNConv, x: Tensor | SparseOperand, adj: Tensor | SparseOperand, mask: Tensor | None) -> Tensor:
-    """``conv``'s output Â·(X·diag(mask)·Wᵀ) + b, computed from its parameters."""
+    """``conv``'s output before its bias, Â·(X·diag(mask)·Wᵀ), computed from its parameters."""
     weight = conv.lin.weight if mask is None else conv.lin.weight * mask
-    if isinstance(x, SparseOperand) or x.layout == torch.sparse_csr:
+    if isinstance(x, SparseOperand):
+        h = sparse_linear(x, weight)
+    elif x.layout == torch.sparse_csr:
         h = sparse_matmul(x, weight.t())
     else:
-        h = torch.nn.functional.linear(x, weight)
-    h = sparse_matmul(adj, h)
-    return h + conv.bias if conv.bias is not None else h
+        h = linear(x, weight)
+    return sparse_matmul(adj, h)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..ops import FastPReLU
+from ..ops import FastLinear, FastPReLU
 
 
 class MLPPredictor(nn.Module):
@@ -24,9 +24,9 @@ class MLPPredictor(nn.Module):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         self.net = nn.Sequential(
-            nn.Linear(in_channels, hidden_channels, bias=True),
+            FastLinear(in_channels, hidden_channels, bias=True),
             FastPReLU(1),
-            nn.Linear(hidden_channels, out_channels, bias=True),
+            FastLinear(hidden_channels, out_channels, bias=True),
         )
 
     def forward(self, x: Tensor) -> Tensor:
