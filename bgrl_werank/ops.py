@@ -131,9 +131,11 @@ def sparse_linear(x: SparseOperand, weight: Tensor) -> Tensor:
 def sparse_matmul(s: SparseOperand | Tensor, h: Tensor) -> Tensor:
     """``s @ h`` for a constant sparse ``s`` (a :class:`SparseOperand`, or a plain sparse tensor)."""
     if isinstance(s, SparseOperand):
-        if not h.requires_grad:
+        if not (torch.is_grad_enabled() and h.requires_grad):
             return csr_matmul(s.mat, h)
         return _SparseMatmul.apply(s.mat, s.mat_t, h)
+    if s.layout == torch.sparse_csr and not (torch.is_grad_enabled() and h.requires_grad):
+        return csr_matmul(s, h)  # no transpose needed without a backward pass
     return torch.sparse.mm(s, h)
 
 

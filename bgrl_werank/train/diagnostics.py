@@ -39,8 +39,9 @@ def collect(model, graph, rel_threshold: float = 1e-3) -> tuple[dict[str, float]
         spectra[name] = singular_values(w.detach()).tolist()
     was_training = model.training
     model.eval()
-    z = model.online_encoder(graph.x, graph.full_adjacency())
-    q = model.predictor(z)
+    with torch.no_grad():
+        z = model.online_encoder(graph.x, graph.full_adjacency())
+        q = model.predictor(z)
     model.train(was_training)
     rep_cov = covariance_spectrum(z)
     pred_cov = covariance_spectrum(q)
