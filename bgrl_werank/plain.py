@@ -3,8 +3,9 @@
 This is the yardstick the fast path is held to — the tests compare losses and gradients of the two
 on small graphs, and ``benchmarks/bench_epoch.py --compare-plain`` trains both and probes them. It
 is what the BGRL reference does: dense features masked by copying, an edge list per view that
-``GCNConv(normalize=True)`` normalises in every layer and pass, ``nn.PReLU``, and
-``torch.sparse``/scatter message passing. It is not used for training.
+``GCNConv(normalize=True)`` normalises in every layer and pass, ``nn.PReLU``, ``nn.Linear``,
+``torch.sparse``/scatter message passing, the loss through ``F.cosine_similarity`` and WERank
+through autograd. It is not used for training.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
 from .augment import drop_edges, mask_features
+from .losses.werank import _alphas, gram
 from .models import BGRL
 
 
@@ -74,3 +76,24 @@ def plain_view(x: Tensor, edge_index: Tensor, edge_drop_p: float, feat_mask_p: f
     """
     kept = drop_edges(edge_index, edge_drop_p, generator)
     return mask_features(x, feat_mask_p, generator), kept
+
+
+def plain_bgrl_loss_term(q: Tensor, y: Tensor) -> Tensor:
+    """1 − cos(q, sg(y)) averaged over nodes, through ``F.cosine_similarity`` and autograd."""
+    return 1.0 - torch.nn.functional.cosine_similarity(q, y.detach(), dim=-1).mean()
+
+
+def plain_bgrl_loss(q1: Tensor, y2: Tensor, q2: Tensor, y1: Tensor) -> Tensor:
+    """The symmetrised BGRL loss written with stock operations (cf. :func:`bgrl_werank.bgrl_loss`)."""
+    return plain_bgrl_loss_term(q1, y2) + plain_bgrl_loss_term(q2, y1)
+
+
+def plain_werank_penalty(weights: Sequence[Tensor], alpha: float | Sequence[float] = 1.0) -> Tensor:
+    """Σ α_l ‖G_l − I‖_F through autograd (``torch.linalg.matrix_norm``), cf. :func:`bgrl_werank.werank_penalty`."""
+    weights = list(weights)
+    total = weights[0].new_zeros(())
+    for a, w in zip(_alphas(alpha, len(weights)), weights):
+        if a != 0.0:
+            g = gram(w)
+            total = total + a * torch.linalg.matrix_norm(g - torch.eye(g.shape[0], dtype=g.dtype))
+    return total

@@ -9,7 +9,7 @@ from bgrl_werank.augment import ViewBuilder, make_view
 from bgrl_werank.losses.werank import _frobenius_distance_to_identity, _frobenius_distance_to_identity_autograd
 from bgrl_werank.models import build_bgrl
 from bgrl_werank.ops import SparseOperand, csr_matmul, prelu, sparse_matmul
-from bgrl_werank.plain import build_plain_bgrl, plain_view
+from bgrl_werank.plain import build_plain_bgrl, plain_bgrl_loss, plain_view, plain_werank_penalty
 from bgrl_werank.train.trainer import fast_features
 
 
@@ -48,19 +48,21 @@ def test_same_loss_and_gradients_as_plain_implementation(sparse, include_predict
     for a, b in zip(fast.state_dict().values(), plain.state_dict().values()):
         assert torch.equal(a, b)  # same initialisation from the same seed
 
-    def loss_of(model, views):
+    def loss_of(model, views, plain_losses):
         (x1, a1), (x2, a2) = views
         q1, q2, y1, y2 = model(x1, a1, x2, a2)
         w = [c.lin.weight for c in model.online_encoder.convs]
         if include_predictor:
             w += [m.weight for m in model.predictor.net if isinstance(m, torch.nn.Linear)]
+        if plain_losses:
+            return plain_bgrl_loss(q1, y2, q2, y1) + plain_werank_penalty(w, 0.05)
         return bgrl_loss(q1, y2, q2, y1) + werank_penalty(w, 0.05)
 
     builder = ViewBuilder(fast_features(x), ei)
     g = torch.Generator().manual_seed(5)
-    loss_fast = loss_of(fast, [builder.view(0.3, 0.2, g), builder.view(0.2, 0.4, g)])
+    loss_fast = loss_of(fast, [builder.view(0.3, 0.2, g), builder.view(0.2, 0.4, g)], False)
     g = torch.Generator().manual_seed(5)
-    loss_plain = loss_of(plain, [plain_view(x, ei, 0.3, 0.2, g), plain_view(x, ei, 0.2, 0.4, g)])
+    loss_plain = loss_of(plain, [plain_view(x, ei, 0.3, 0.2, g), plain_view(x, ei, 0.2, 0.4, g)], True)
     loss_fast.backward()
     loss_plain.backward()
 
@@ -150,8 +152,8 @@ def test_trainer_step_has_the_gradients_of_the_whole_plain_loss(tmp_path, sparse
     (x1, e1), (x2, e2) = [plain_view(x, graph.edge_index, v.edge_drop_p, v.feat_mask_p, gen) for v in cfg.augment]
     q1, q2, y1, y2 = plain(x1, e1, x2, e2)
     weights = [c.lin.weight for c in plain.online_encoder.convs] + [plain.predictor.net[0].weight, plain.predictor.net[2].weight]
-    reg = werank_penalty(weights, 0.05)
-    loss = bgrl_loss(q1, y2, q2, y1) + reg
+    reg = plain_werank_penalty(weights, 0.05)
+    loss = plain_bgrl_loss(q1, y2, q2, y1) + reg
     loss.backward()
 
     assert record["loss"] == pytest.approx(loss.item(), abs=1e-5)
