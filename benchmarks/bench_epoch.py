@@ -13,6 +13,10 @@ Modes (each measurement runs in its own subprocess, so peak memory is per config
   features with 10 ones per node, layers 256-128, predictor 256, WERank on), full batch.
 * ``--compare-plain`` — Cora trained with the fast path and with the plain implementation
   (:mod:`bgrl_werank.plain`) from the same seeds: seconds per epoch and public-split accuracy of both.
+* ``--against REV`` — this working tree against an earlier revision of the project (checked out in a
+  temporary git worktree), the same configs, ``--rounds`` processes of each, interleaved. Machines of
+  this kind change speed from hour to hour; only an interleaved comparison shows what a change to
+  the code gained.
 
 The floor counts every multiply-add of a step (two online passes forward and backward, two target
 passes forward; sparse products at their non-zeros; WERank's Gram matrices and their gradients when
@@ -28,6 +32,7 @@ Usage::
     BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch
     python -m benchmarks.bench_epoch --scaling
     BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch --compare-plain
+    BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch --against 3ff0f2c
     python -m benchmarks.bench_epoch --markdown --update README.md
 """
 
@@ -132,9 +137,14 @@ def _werank_times(trainer) -> dict[str, float]:
         return grads
 
     big = max(weights, key=lambda w: min(w.shape) ** 2 * max(w.shape)).detach()
+    try:  # the product WERank itself uses (oneDNN where enabled)
+        from bgrl_werank.ops import matmul_nt
+    except ImportError:  # an older tree (--against)
+        def matmul_nt(a, b):
+            return a @ b.T
 
     def gram():
-        return big @ big.T if big.shape[0] <= big.shape[1] else big.T @ big
+        return matmul_nt(big, big) if big.shape[0] <= big.shape[1] else matmul_nt(big.T, big.T)
 
     out = {}
     for key, fn in (("werank_s", penalty), ("largest_gram_matmul_s", gram)):
@@ -239,6 +249,7 @@ def run_epochs(spec: dict) -> dict[str, object]:
 
 def run_compare(spec: dict) -> dict[str, object]:
     """Worker: train ``cfg.train.epochs`` epochs with the fast or the plain path, probe the public split."""
+    from bgrl_werank import plain
     from bgrl_werank.plain import build_plain_bgrl, plain_view
     from bgrl_werank.train.trainer import Trainer, evaluate, load_graph
 
@@ -255,6 +266,7 @@ def run_compare(spec: dict) -> dict[str, object]:
             m = cfg.model
             self.model = build_plain_bgrl(graph.x.size(1), m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init)
             self.optimizer = torch.optim.AdamW(self.model.trainable_parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+            self.loss_term, self.penalty = plain.plain_bgrl_loss_term, plain.plain_werank_penalty  # stock losses too
             self.dense_x = graph.x.to_dense() if graph.x.layout != torch.strided else graph.x
 
         def make_views(self):
@@ -295,16 +307,54 @@ def run_compare(spec: dict) -> dict[str, object]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _spawn(spec: dict) -> dict:
+def _spawn(spec: dict, tree: Path | None = None) -> dict:
+    """Run one spec in a fresh process; with ``tree``, against that checkout's ``bgrl_werank``."""
     env = dict(os.environ)
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_epoch", "--worker", json.dumps(spec)],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )
+    if tree is None:
+        cmd, cwd = [sys.executable, "-m", "benchmarks.bench_epoch", "--worker", json.dumps(spec)], ROOT
+    else:  # this file's worker code and configs, the other tree's package (first on the path)
+        env["PYTHONPATH"] = str(tree)
+        cmd, cwd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)], tree
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"mode": spec["mode"], "spec": spec, "error": tail}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def run_against(args, out: Path, machine: dict) -> int:
+    """``--against``: interleaved rounds of this tree and of ``args.against``, one process each."""
+    rev = _git("rev-parse", "--short", args.against)
+    head = _git("rev-parse", "--short", "HEAD") + ("+changes" if _git("status", "--porcelain", "--untracked-files=no") else "")
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = Path(tmp) / "ref"
+        _git("worktree", "add", "--detach", str(ref), rev)
+        try:
+            for name in args.datasets:
+                spec = {"mode": "epoch", "config": f"configs/{name}.yaml", "threads": args.threads,
+                        "warmup": args.warmup, "epochs": args.epochs, "overrides": ["werank.enabled=true"]}
+                for r in range(args.rounds):
+                    order = [("this", None), ("ref", ref)] if r % 2 == 0 else [("ref", ref), ("this", None)]
+                    for label, tree in order:
+                        res = _spawn(spec, tree)
+                        row = {"mode": "against", "dataset": name, "tree": label, "round": r,
+                               "revision": head if tree is None else rev, "ref_revision": rev, "head_revision": head,
+                               **{k: res.get(k) for k in ("s_epoch_median", "s_epoch_min", "s_epoch_max", "epochs_timed",
+                                                          "gemm_gflops_measured", "peak_rss_mb", "threads", "loadavg_1min", "error") if k in res},
+                               **machine}
+                        failed += "error" in res
+                        line = json.dumps(row)
+                        print(line, flush=True)
+                        with open(out, "a") as f:
+                            f.write(line + "\n")
+        finally:
+            _git("worktree", "remove", "--force", str(ref))
+    return 1 if failed else 0
 
 
 def specs(args) -> list[dict]:
@@ -437,10 +487,30 @@ def markdown() -> str:
             lines.append(f"| {n:,} | {r['edges']:,} | {r['s_epoch_median']:.2f} | {r['floor_s_measured_rate']:.2f} | {r['gemm_gflops_measured']:.0f} GFLOP/s | {r['peak_rss_mb'] / 1024:.2f} GB | "
                          f"{r['epochs_timed']} | {t_rel:.2f} | {m_rel:.2f} |")
         lines.append("")
+    against = _rows(RESULTS / "against.jsonl")
+    if against:
+        last = against[-1]
+        pair = (last["head_revision"], last["ref_revision"])
+        rows = [r for r in against if (r["head_revision"], r["ref_revision"]) == pair]
+        lines += [f"This code ({pair[0]}) against revision {pair[1]}, WERank on, shipped configs, {rows[0]['threads']} threads: "
+                  f"each round is one process per tree, the two interleaved (order alternating), each timing "
+                  f"{rows[0]['epochs_timed']} epochs after warm-up; the machine's speed drifts between rounds, so compare within a row.",
+                  "", f"| dataset | rounds | {pair[1]}: s / epoch (median of rounds' medians) | this code | speed-up | range over rounds ({pair[1]} / this) |",
+                  "|---|---|---|---|---|---|"]
+        for name in dict.fromkeys(r["dataset"] for r in rows):
+            mine = [r["s_epoch_median"] for r in rows if r["dataset"] == name and r["tree"] == "this"]
+            theirs = [r["s_epoch_median"] for r in rows if r["dataset"] == name and r["tree"] == "ref"]
+            if not mine or not theirs:
+                continue
+            a, b = statistics.median(theirs), statistics.median(mine)
+            lines.append(f"| {name} | {min(len(mine), len(theirs))} | {a:.3f} | {b:.3f} | {a / b:.2f}× | "
+                         f"{min(theirs):.3f}–{max(theirs):.3f} / {min(mine):.3f}–{max(mine):.3f} |")
+        lines.append("")
     compare = _rows(RESULTS / "compare-plain.jsonl")
     if compare:
+        latest = {(r["path"], r["seed"]): r for r in compare}  # the newest run of each (path, seed)
         by_path: dict[str, list[dict]] = {}
-        for r in compare:
+        for r in latest.values():
             by_path.setdefault(r["path"], []).append(r)
         lines += ["Fast path vs the plain implementation (`bgrl_werank.plain`), Cora, same seeds, public split:", "",
                   "| path | seeds | epochs | s / epoch (median of seeds) | test accuracy (mean ± sample std over seeds) | load average |", "|---|---|---|---|---|---|"]
@@ -469,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare-plain", action="store_true", help="fast vs plain implementation on Cora")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds for --compare-plain")
     p.add_argument("--compare-epochs", type=int, default=300, help="epochs per --compare-plain run (default 300, Cora's config)")
+    p.add_argument("--against", metavar="REV", help="time this tree against git revision REV, interleaved (WERank on)")
+    p.add_argument("--rounds", type=int, default=3, help="processes per tree for --against (default 3)")
     p.add_argument("--out", help="JSONL file to append to (default benchmarks/results/<mode>.jsonl)")
     p.add_argument("--markdown", action="store_true", help="print the README tables from benchmarks/results/")
     p.add_argument("--update", metavar="README", help="with --markdown: paste the tables into README between perf markers")
@@ -490,10 +562,16 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
         return 0
 
-    mode = "scaling" if args.scaling else "compare-plain" if args.compare_plain else "probe" if args.probe else "epoch"
+    mode = "scaling" if args.scaling else "compare-plain" if args.compare_plain else "probe" if args.probe else "against" if args.against else "epoch"
     out = Path(args.out) if args.out else RESULTS / f"{mode}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__}
+    if args.against:
+        try:
+            return run_against(args, out, machine)
+        except subprocess.CalledProcessError as e:
+            print(f"error: git {' '.join(e.cmd[1:3])} failed: {(e.stderr or '').strip().splitlines()[-1:] or ['?']}", file=sys.stderr)
+            return 2
     failed = 0
     for spec in specs(args):
         result = {**_spawn(spec), **machine}

@@ -8,7 +8,10 @@ Usage::
 Every ``report.json`` below the given folders is one run. Runs are grouped by dataset, protocol
 and method (BGRL or BGRL + WERank); each run contributes its mean test accuracy over its probe
 splits, and the table shows mean ± std (numpy, ddof=0) of those over the runs (seeds) with their
-count, and the difference of the two means (WERank − BGRL, in points). With ``--update FILE`` the table replaces the text between ``<!-- {marker}:begin -->`` and
+count, and the difference of the two means (WERank − BGRL, in points), and what the rank diagnostics
+cost: their time (``diagnostics_time_s`` in each run's ``metrics.jsonl``) as a share of the run's
+training time (mean logged epoch time × epochs), averaged over all runs of the row. With
+``--update FILE`` the table replaces the text between ``<!-- {marker}:begin -->`` and
 ``<!-- {marker}:end -->`` in FILE.
 """
 
@@ -37,6 +40,20 @@ def collect(folders: list[str | Path]) -> list[dict]:
     return reports
 
 
+def diagnostics_share(run_dir: str | Path) -> float | None:
+    """Rank diagnostics' time over the training time of one run (None without diagnostics or metrics)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    diag = sum(r.get("diagnostics_time_s", 0.0) for r in rows)
+    times = [r["epoch_time_s"] for r in rows if "epoch_time_s" in r]
+    epochs = max((r["epoch"] for r in rows), default=0)
+    if not diag or not times:
+        return None
+    return diag / (np.mean(times) * epochs)
+
+
 def _fmt(values: list[float]) -> str:
     a = 100 * np.asarray(values)
     return f"{a.mean():.2f} ± {a.std():.2f}"
@@ -48,8 +65,8 @@ def table(reports: list[dict]) -> str:
     for r in reports:
         groups[(r["dataset"], r["protocol"])][bool(r["werank"])].append(r)
     lines = [
-        "| dataset | protocol | BGRL | BGRL + WERank | WERank − BGRL | WERank α | epochs | seeds (BGRL / +WERank) | RankMe (BGRL / +WERank) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | protocol | BGRL | BGRL + WERank | WERank − BGRL | WERank α | epochs | seeds (BGRL / +WERank) | RankMe (BGRL / +WERank) | rank diagnostics: share of training time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (dataset, protocol), by in sorted(groups.items()):
         base, reg = by.get(False, []), by.get(True, [])
@@ -59,9 +76,11 @@ def table(reports: list[dict]) -> str:
         epochs = sorted({r["hyperparameters"]["epochs"] for r in base + reg})
         diff = (f"{100 * (np.mean([r['accuracy_mean'] for r in reg]) - np.mean([r['accuracy_mean'] for r in base])):+.2f}"
                 if base and reg else "—")
+        shares = [x for x in (diagnostics_share(r["_path"]) for r in base + reg if "_path" in r) if x is not None]
+        share = f"{100 * np.mean(shares):.1f} %" if shares else "—"
         lines.append(
             f"| {dataset} | {protocol} | {cell(base)} | {cell(reg)} | {diff} | {', '.join(alphas)} | "
-            f"{', '.join(map(str, epochs))} | {len(base)} / {len(reg)} | {rank(base)} / {rank(reg)} |"
+            f"{', '.join(map(str, epochs))} | {len(base)} / {len(reg)} | {rank(base)} / {rank(reg)} | {share} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -27,7 +27,21 @@ def test_table_means_stds_and_difference(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     # BGRL: mean 69.00, population std sqrt(2/3) = 0.82; WERank: 72.00 ± 0.82; difference +3.00
     assert cells[:5] == ["citeseer", "public", "69.00 ± 0.82", "72.00 ± 0.82", "+3.00"]
-    assert cells[5:] == ["0.3", "150", "3 / 3", "11.0 / 20.0"]
+    assert cells[5:] == ["0.3", "150", "3 / 3", "11.0 / 20.0", "—"]  # no metrics.jsonl: no diagnostics share
+
+
+def test_diagnostics_share_from_metrics(tmp_path):
+    from bgrl_werank.results import diagnostics_share
+
+    run = tmp_path / "run"
+    _report(run, "cora", True, 0.8, 100.0, 0)
+    # 4 epochs, every other one logged at 0.5 s; two diagnostics collections of 0.1 s and 0.3 s
+    rows = [{"epoch": 2, "epoch_time_s": 0.5, "rankme": 1.0, "diagnostics_time_s": 0.1},
+            {"epoch": 4, "epoch_time_s": 0.5, "rankme": 1.0, "diagnostics_time_s": 0.3}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert diagnostics_share(run) == pytest.approx(0.4 / 2.0)
+    row = table(collect([tmp_path])).splitlines()[2]
+    assert row.rstrip().endswith("| 20.0 % |")
 
 
 def test_update_replaces_only_the_marked_block(tmp_path, capsys):
