@@ -21,7 +21,7 @@ Modes (each measurement runs in its own subprocess, so peak memory is per config
 The floor counts every multiply-add of a step (two online passes forward and backward, two target
 passes forward; sparse products at their non-zeros; WERank's Gram matrices and their gradients when
 on) and divides 2× that by this machine's measured float32 GEMM rate (a 2048³ matmul at the same
-thread count), and by the 220 GFLOP/s the performance issue assumed.
+thread count, the faster of MKL and oneDNN), and by the 220 GFLOP/s the performance issue assumed.
 
 Every result is one JSON line on stdout, also appended to ``--out`` (default
 ``benchmarks/results/<mode>.jsonl``); ``--markdown`` prints the README tables from those files and
@@ -78,16 +78,32 @@ def _hwm_mb() -> float:
     return float("nan")
 
 
-def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Float32 GEMM rate of this machine at the current thread count (median of ``repeats``)."""
+def gemm_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Float32 GEMM rates of this machine at the current thread count (median of ``repeats``).
+
+    ``mkl``: torch's own ``a @ b``; ``onednn``: the product the fast path uses
+    (:func:`bgrl_werank.ops.matmul_nt`, absent in older trees). The floor is taken at the faster.
+    """
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    products = {"mkl": lambda: a @ b}
+    try:
+        from bgrl_werank.ops import matmul_nt, onednn_matmul_enabled
+
+        if onednn_matmul_enabled():
+            bt = b.t().contiguous()
+            products["onednn"] = lambda: matmul_nt(a, bt)
+    except ImportError:
+        pass
+    rates = {}
+    for name, fn in products.items():
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        rates[name] = 2 * n**3 / statistics.median(times) / 1e9
+    return rates
 
 
 def step_macs(graph, cfg) -> dict[str, float]:
@@ -197,7 +213,8 @@ def run_epochs(spec: dict) -> dict[str, object]:
     from bgrl_werank.train.trainer import Trainer, load_graph
 
     torch.set_num_threads(spec["threads"])
-    gflops = gemm_gflops()
+    rates = gemm_gflops()
+    gflops = max(rates.values())
     cfg = _config(spec)
     t = time.perf_counter()
     graph = load_graph(cfg)
@@ -231,6 +248,7 @@ def run_epochs(spec: dict) -> dict[str, object]:
             "s_epoch_max": round(max(times), 4),
             "gmacs_per_step": round(macs["total"] / 1e9, 2),
             "gemm_gflops_measured": round(gflops, 1),
+            **{f"gemm_gflops_{k}": round(v, 1) for k, v in rates.items()},
             "floor_s_measured_rate": round(2 * macs["total"] / gflops / 1e9, 4),
             "floor_s_220gflops": round(2 * macs["total"] / ASSUMED_GFLOPS / 1e9, 4),
             "load_s": round(load_s, 2),
@@ -249,31 +267,15 @@ def run_epochs(spec: dict) -> dict[str, object]:
 
 def run_compare(spec: dict) -> dict[str, object]:
     """Worker: train ``cfg.train.epochs`` epochs with the fast or the plain path, probe the public split."""
-    from bgrl_werank import plain
-    from bgrl_werank.plain import build_plain_bgrl, plain_view
+    from bgrl_werank.plain import plain_trainer
     from bgrl_werank.train.trainer import Trainer, evaluate, load_graph
 
     torch.set_num_threads(spec["threads"])
     cfg = _config(spec)
     graph = load_graph(cfg)
 
-    class PlainTrainer(Trainer):
-        """The trainer's loop (schedules, EMA, optimizer) around the plain model and plain views."""
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            torch.manual_seed(cfg.seed)
-            m = cfg.model
-            self.model = build_plain_bgrl(graph.x.size(1), m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init)
-            self.optimizer = torch.optim.AdamW(self.model.trainable_parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-            self.loss_term, self.penalty = plain.plain_bgrl_loss_term, plain.plain_werank_penalty  # stock losses too
-            self.dense_x = graph.x.to_dense() if graph.x.layout != torch.strided else graph.x
-
-        def make_views(self):
-            return [plain_view(self.dense_x, graph.edge_index, v.edge_drop_p, v.feat_mask_p, self.generator) for v in cfg.augment]
-
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = (PlainTrainer if spec["path"] == "plain" else Trainer)(cfg, graph, tmp, progress=False)
+        trainer = plain_trainer(cfg, graph, tmp) if spec["path"] == "plain" else Trainer(cfg, graph, tmp, progress=False)
         times = []
         for epoch in range(cfg.train.epochs):
             t = time.perf_counter()
@@ -409,7 +411,7 @@ def markdown() -> str:
         rates = [r["gemm_gflops_measured"] for r in epoch.values()]
         lines += [
             f"Epoch time, {any_row['threads']} threads, median (min–max) over {any_row['epochs_timed']} epochs after 5 warm-up epochs. "
-            f"Floor = 2 × the step's multiply-adds ÷ the float32 GEMM rate measured in the same process "
+            f"Floor = 2 × the step's multiply-adds ÷ the float32 GEMM rate measured in the same process (a 2048³ product, the faster of MKL and oneDNN) "
             f"({min(rates):.0f}–{max(rates):.0f} GFLOP/s on this machine), and ÷ 220 GFLOP/s (the rate the performance "
             f"issue assumed). \"WERank alone\" is the penalty's forward and backward timed by themselves. The probe column is the "
             f"torch linear probe (20 random 10/10/80 splits, C from 2⁻¹⁰…2¹⁰) on the embeddings after these 55 epochs — far from "

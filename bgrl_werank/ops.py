@@ -21,10 +21,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
-import weakref
 from dataclasses import dataclass
 
 import torch
@@ -83,24 +83,41 @@ def csr_matmul(mat: Tensor, h: Tensor) -> Tensor:
     )
 
 
-_TRANSPOSES: dict[int, tuple[weakref.ref, int, Tensor]] = {}
+_TRANSPOSES: dict[int, tuple[Tensor, int, Tensor]] | None = None  # None: outside any shared_transposes()
+
+
+@contextlib.contextmanager
+def shared_transposes():
+    """Within this block, :func:`transposed` makes each weight's transpose once and reuses it.
+
+    The trainer wraps one step's forward and backward passes in it (the weights do not change
+    there), so the two views, and the target's two forward passes, share one transpose of the first
+    layer's weight instead of making four. The block must not span an optimizer or EMA step: not
+    every in-place update moves a tensor's version counter (PyTorch's fused AdamW does not), so the
+    cache cannot tell a changed weight from an unchanged one by itself. Outside the block nothing is
+    cached. Blocks do not nest (an inner block reuses the outer one's cache).
+    """
+    global _TRANSPOSES
+    if _TRANSPOSES is not None:
+        yield
+        return
+    _TRANSPOSES = {}
+    try:
+        yield
+    finally:
+        _TRANSPOSES = None
 
 
 def transposed(weight: Tensor) -> Tensor:
-    """``weight.T`` as a row-contiguous tensor (no autograd), made once per value of ``weight``.
-
-    Cached until ``weight`` changes in place (its version counter moves: an optimizer or EMA step,
-    ``load_state_dict``), so the two views of a step, and the target's two forward passes, share one
-    transpose of the first layer's weight instead of making four.
-    """
-    key = id(weight)
-    hit = _TRANSPOSES.get(key)
-    if hit is not None and hit[0]() is weight and hit[1] == weight._version:
+    """``weight.T`` as a row-contiguous tensor (no autograd); shared within :func:`shared_transposes`."""
+    cache = _TRANSPOSES
+    if cache is None:
+        return weight.detach().t().contiguous()
+    hit = cache.get(id(weight))
+    if hit is not None and hit[0] is weight and hit[1] == weight._version:  # the version check is a safety net only
         return hit[2]
     wt = weight.detach().t().contiguous()
-    if hit is None or hit[0]() is not weight:
-        weakref.finalize(weight, _TRANSPOSES.pop, key, None)
-    _TRANSPOSES[key] = (weakref.ref(weight), weight._version, wt)
+    cache[id(weight)] = (weight, weight._version, wt)  # holds the weight: its id cannot be reused meanwhile
     return wt
 
 
@@ -120,8 +137,8 @@ def sparse_linear(x: SparseOperand, weight: Tensor) -> Tensor:
     """``x @ weight.T`` for constant sparse features ``x`` (N, F) and a weight (out, F), differentiable in the weight.
 
     The sparse first layer of the encoder: row i of the result sums the rows of ``weight.T`` named
-    by row i's non-zeros (:func:`csr_matmul` over the cached :func:`transposed` weight); the weight's
-    gradient is ``(xᵀ @ grad)ᵀ`` from ``x``'s cached transpose.
+    by row i's non-zeros (:func:`csr_matmul` over the :func:`transposed` weight, shared within
+    :func:`shared_transposes`); the weight's gradient is ``(xᵀ @ grad)ᵀ`` from ``x``'s cached transpose.
     """
     if not (torch.is_grad_enabled() and weight.requires_grad):
         return csr_matmul(x.mat, transposed(weight))

@@ -97,3 +97,29 @@ def plain_werank_penalty(weights: Sequence[Tensor], alpha: float | Sequence[floa
             g = gram(w)
             total = total + a * torch.linalg.matrix_norm(g - torch.eye(g.shape[0], dtype=g.dtype))
     return total
+
+
+def plain_trainer(cfg, graph, run_dir):
+    """A :class:`~bgrl_werank.train.trainer.Trainer` whose model, views, losses and optimizer are the plain ones.
+
+    The trainer's own loop (schedules, sequential backward, EMA) around :func:`build_plain_bgrl`,
+    :func:`plain_view` on dense features, :func:`plain_bgrl_loss_term`, :func:`plain_werank_penalty`
+    and PyTorch's default AdamW: the yardstick for training trajectories (tests) and the
+    ``--compare-plain`` benchmark. Same seed, same initial weights and views as the fast trainer.
+    """
+    from .train.trainer import Trainer
+
+    class PlainTrainer(Trainer):
+        def __init__(self) -> None:
+            super().__init__(cfg, graph, run_dir, progress=False)
+            torch.manual_seed(cfg.seed)  # the plain model draws the fast model's initial weights again
+            m = cfg.model
+            self.model = build_plain_bgrl(graph.x.size(1), m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init)
+            self.optimizer = torch.optim.AdamW(self.model.trainable_parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+            self.loss_term, self.penalty = plain_bgrl_loss_term, plain_werank_penalty
+            self.dense_x = graph.x.to_dense() if graph.x.layout != torch.strided else graph.x
+
+        def make_views(self):
+            return [plain_view(self.dense_x, graph.edge_index, v.edge_drop_p, v.feat_mask_p, self.generator) for v in cfg.augment]
+
+    return PlainTrainer()

@@ -77,7 +77,8 @@ def _equal(a, b):
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     """Kill -9 a real training process mid-run, resume it, compare with an uninterrupted run."""
-    overrides = TINY + ["train.epochs=40", "checkpoint.every=3"]
+    # sparse features: the fast path's sparse first layer and feature masking are in the loop too
+    overrides = TINY + ["train.epochs=40", "checkpoint.every=3", "data.csbm.feature_density=0.05", "data.csbm.num_features=200"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     full = tmp_path / "full"
     subprocess.run([sys.executable, "train.py", *sets(overrides), "--run-dir", str(full), "--no-eval"], cwd=ROOT, env=env, check=True, capture_output=True)

@@ -25,7 +25,7 @@ from ..augment import ViewBuilder, normalized_adjacency
 from ..config import Config, to_dict
 from ..losses import bgrl_loss_term, encoder_weights, werank_penalty
 from ..rundir import trim_jsonl
-from ..ops import tune_allocator
+from ..ops import shared_transposes, tune_allocator
 from ..models import BGRL, build_bgrl, cosine_momentum, warmup_cosine_lr
 from . import diagnostics
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -260,18 +260,19 @@ class Trainer:
         model = self.model
         model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            y1 = model.target_encoder(x1, a1)
-            y2 = model.target_encoder(x2, a2)
-        # loss = (1 − cos(q1, y2)) + (1 − cos(q2, y1)) + WERank: each term is back-propagated as soon as
-        # it is formed, so one view's online activations are freed before the next view's are made
-        # (half the peak memory); gradients add up to those of the summed loss.
-        terms = []
-        for name, (x, a), y in (("BGRL loss", (x1, a1), y2), ("BGRL loss", (x2, a2), y1)):
-            term = self.loss_term(model.predictor(model.online_encoder(x, a)), y)
-            self._check_finite(name, term, epoch)
-            term.backward()
-            terms.append(term.detach())
+        with shared_transposes():  # the weights are fixed until the optimizer step below
+            with torch.no_grad():
+                y1 = model.target_encoder(x1, a1)
+                y2 = model.target_encoder(x2, a2)
+            # loss = (1 − cos(q1, y2)) + (1 − cos(q2, y1)) + WERank: each term is back-propagated as soon
+            # as it is formed, so one view's online activations are freed before the next view's are
+            # made (half the peak memory); gradients add up to those of the summed loss.
+            terms = []
+            for name, (x, a), y in (("BGRL loss", (x1, a1), y2), ("BGRL loss", (x2, a2), y1)):
+                term = self.loss_term(model.predictor(model.online_encoder(x, a)), y)
+                self._check_finite(name, term, epoch)
+                term.backward()
+                terms.append(term.detach())
         ssl = terms[0] + terms[1]
         if cfg.werank.enabled:
             reg = self.penalty(regularised_weights(model, cfg.werank.include_predictor), cfg.werank.alpha)
