@@ -64,8 +64,8 @@ class _DistanceToIdentity(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight: Tensor) -> Tensor:  # type: ignore[override]
-        # the products through matmul_nt (oneDNN where available: ~1.2x MKL for the Gram, ~1.7x for
-        # D·w at Coauthor CS's 512×6805 first layer on this project's VM; NOTES.md)
+        # the products through matmul_nt (oneDNN where available: ~1.2x MKL for the Gram and
+        # 1.5-1.9x for D·w at Cora's and Coauthor CS's first layers on this project's VM; NOTES.md)
         narrowing = weight.shape[0] <= weight.shape[1]
         g = matmul_nt(weight, weight) if narrowing else matmul_nt(weight.t(), weight.t())
         d = g - torch.eye(g.shape[0], dtype=g.dtype, device=g.device)

@@ -25,7 +25,7 @@ from ..augment import ViewBuilder, normalized_adjacency
 from ..config import Config, to_dict
 from ..losses import bgrl_loss_term, encoder_weights, werank_penalty
 from ..rundir import trim_jsonl
-from ..ops import shared_transposes, tune_allocator
+from ..ops import keep_heap_if_room, rss_bytes, shared_transposes
 from ..models import BGRL, build_bgrl, cosine_momentum, warmup_cosine_lr
 from . import diagnostics
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -194,7 +194,7 @@ class Trainer:
         # the two loss terms (the benchmark's plain yardstick swaps in stock-PyTorch versions)
         self.loss_term: Callable[[Tensor, Tensor], Tensor] = bgrl_loss_term
         self.penalty: Callable[..., Tensor] = werank_penalty
-        tune_allocator()  # process-wide: keep activation memory in the heap between steps (see ops.py)
+        self._heap_decided = False  # keep activation memory in the heap? decided after the first step
         self.epoch = 0  # number of finished epochs
         self.on_epoch_end = on_epoch_end
         mode = cfg.train.progress
@@ -251,6 +251,19 @@ class Trainer:
             )
 
     def step(self, epoch: int) -> dict[str, float]:
+        """One training step (epoch ``epoch``, 0-based); returns the record logged for it."""
+        if self._heap_decided:
+            return self._step(epoch)
+        # the first step runs on the default allocator and measures its footprint; keeping freed
+        # memory in the heap afterwards (faster, but fragmenting) is then decided on that (ops.py)
+        before = rss_bytes()
+        record = self._step(epoch)
+        peak = rss_bytes(peak=True)
+        keep_heap_if_room(None if before is None or peak is None else max(0, peak - before))
+        self._heap_decided = True
+        return record
+
+    def _step(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
         lr = warmup_cosine_lr(epoch, cfg.train.epochs, cfg.optim.warmup_epochs, cfg.optim.lr)
