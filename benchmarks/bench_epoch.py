@@ -11,6 +11,9 @@ Modes (each measurement runs in its own subprocess, so peak memory is per config
   same epochs): torch backend vs scikit-learn at its default tol and run to convergence.
 * ``--scaling`` — synthetic CSBM graphs of 10⁴, 10⁵, 10⁶ nodes (average degree 10, 500 sparse binary
   features with 10 ones per node, layers 256-128, predictor 256, WERank on), full batch.
+* ``--profile`` — where one step's time goes (shipped configs, WERank on): torch.profiler over 10
+  steps after the timed ones, each operator's own time given to the product it is or the part of
+  the model it runs in (:data:`PROFILE_OPERATORS`, :data:`PROFILE_SCOPES`).
 * ``--compare-plain`` — Cora trained with the fast path and with the plain implementation
   (:mod:`bgrl_werank.plain`) from the same seeds: seconds per epoch and public-split accuracy of both.
 * ``--against REV`` — this working tree against an earlier revision of the project (checked out in a
@@ -32,6 +35,7 @@ Usage::
 
     BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch
     python -m benchmarks.bench_epoch --scaling
+    BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch --profile
     BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch --compare-plain
     BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch --against 3ff0f2c
     python -m benchmarks.bench_epoch --markdown --update README.md
@@ -118,6 +122,7 @@ def step_macs(graph, cfg) -> dict[str, float]:
     e = graph.edge_index.size(1)
     adj_nnz = [e * (1 - v.edge_drop_p) + n for v in cfg.augment]  # expected kept edges + self-loops
     encoder_fwd, encoder_bwd = [], []
+    dense = 0.0  # the part done by dense matrix products (not the sparse first layer, not Â·H)
     for nnz_a in adj_nnz:
         fwd = bwd = 0.0
         d_in = f
@@ -125,19 +130,23 @@ def step_macs(graph, cfg) -> dict[str, float]:
             lin = (x_nnz if x_nnz is not None else n * f) * d if i == 0 else n * d_in * d
             fwd += lin + nnz_a * d
             bwd += lin + nnz_a * d + (lin if i > 0 else 0)  # weight grad, propagation, input grad
+            if i > 0 or x_nnz is None:
+                dense += 2 * lin + lin + (lin if i > 0 else 0)  # online and target forward, online backward
             d_in = d
         encoder_fwd.append(fwd)
         encoder_bwd.append(bwd)
     pred = 2 * n * sizes[-1] * hidden
     online = sum(encoder_fwd) + sum(encoder_bwd) + 2 * (pred + 2 * pred)
     target = sum(encoder_fwd)
+    dense += 2 * (pred + 2 * pred)
     werank = 0.0
     if cfg.werank.enabled:
         shapes = list(zip([f, *sizes[:-1]], sizes))
         if cfg.werank.include_predictor:
             shapes += [(sizes[-1], hidden), (hidden, sizes[-1])]
         werank = sum(2 * min(i, o) ** 2 * max(i, o) for i, o in shapes)  # Gram + closed-form gradient
-    return {"online": online, "target": target, "werank": werank, "total": online + target + werank}
+    return {"online": online, "target": target, "werank": werank, "total": online + target + werank,
+            "dense": dense + werank}
 
 
 def _werank_times(trainer) -> dict[str, float]:
@@ -174,6 +183,62 @@ def _werank_times(trainer) -> dict[str, float]:
         out[key] = statistics.median(times)
     out["largest_gram_shape"] = list(big.shape)
     return out
+
+
+# --profile: each operator's self time goes to the first of these that matches, tried in order —
+# the operator's own name (products are leaf operators), else the innermost enclosing scope (the
+# project's autograd functions and the trainer's record_function scopes) — else to "other".
+PROFILE_OPERATORS = (
+    ("dense products", ("mkldnn::_linear_pointwise", "aten::mm", "aten::addmm", "aten::bmm")),
+    ("sparse products", ("embedding_bag", "sparse")),
+)
+PROFILE_SCOPES = (
+    ("BatchNorm", ("_BatchNormAfterBias",)),
+    ("PReLU", ("_PReLU",)),
+    ("losses", ("_CosineLoss", "_DistanceToIdentity")),
+    ("optimizer", ("Optimizer.step",)),
+    ("views", ("views",)),
+    ("EMA update", ("EMA update",)),
+)
+PROFILE_CATEGORIES = tuple(c for c, _ in PROFILE_OPERATORS + PROFILE_SCOPES) + ("other", "outside operators")
+
+
+def profile_category(name: str, scopes: tuple[str, ...] = ()) -> str:
+    """Category of an operator called ``name`` inside ``scopes`` (innermost first)."""
+    for category, keys in PROFILE_OPERATORS:
+        if any(k in name for k in keys):
+            return category
+    for scope in scopes:
+        for category, keys in PROFILE_SCOPES:
+            if any(scope.startswith(k) for k in keys):
+                return category
+    return "other"
+
+
+def _profile_steps(trainer, first_epoch: int, steps: int) -> dict[str, object]:
+    """Milliseconds per step by category, from ``torch.profiler`` over ``steps`` steps.
+
+    "outside operators" is the step's wall time not inside any recorded operator (Python).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t = time.perf_counter()
+        for epoch in range(first_epoch, first_epoch + steps):
+            trainer.step(epoch)
+        wall = (time.perf_counter() - t) / steps
+    ms = dict.fromkeys(PROFILE_CATEGORIES, 0.0)
+    for ev in prof.events():
+        scopes, parent = [], ev.cpu_parent
+        while parent is not None:
+            scopes.append(parent.name)
+            parent = parent.cpu_parent
+        ms[profile_category(ev.name, tuple(scopes))] += ev.self_cpu_time_total / 1e3 / steps
+    # top-level events' totals cover every operator once; the rest of the wall time is Python
+    inside = sum(ev.cpu_time_total for ev in prof.events() if ev.cpu_parent is None) / 1e3 / steps
+    ms["outside operators"] = max(0.0, 1e3 * wall - inside)
+    return {"profile_steps": steps, "profile_step_ms": round(1e3 * wall, 2),
+            "profile_ms": {k: round(v, 2) for k, v in ms.items()}}
 
 
 def _probe(trainer, sklearn_tols: list[float]) -> dict[str, object]:
@@ -251,7 +316,8 @@ def run_epochs(spec: dict) -> dict[str, object]:
             "s_epoch_median": round(statistics.median(times), 4),
             "s_epoch_min": round(min(times), 4),
             "s_epoch_max": round(max(times), 4),
-            "gmacs_per_step": round(macs["total"] / 1e9, 2),
+            "gmacs_per_step": round(macs["total"] / 1e9, 4),
+            "gmacs_dense_per_step": round(macs["dense"] / 1e9, 4),
             "gemm_gflops_measured": round(gflops, 1),
             **{f"gemm_gflops_{k}": round(v, 1) for k, v in rates.items()},
             "gemm_gflops_before_after": [round(max(rates_before.values()), 1), round(max(rates_after.values()), 1)],
@@ -269,6 +335,9 @@ def run_epochs(spec: dict) -> dict[str, object]:
             pass
         if cfg.werank.enabled:
             out.update({k: (round(v, 5) if isinstance(v, float) else v) for k, v in _werank_times(trainer).items()})
+        if spec.get("profile"):
+            out["mode"] = "profile"
+            out.update(_profile_steps(trainer, spec["warmup"] + spec["epochs"], spec["profile"]))
         if spec.get("probe") is not None:  # [] = the torch probe only; tolerances add scikit-learn
             out.update(_probe(trainer, spec["probe"]))
             if spec["probe"]:
@@ -384,6 +453,11 @@ def specs(args) -> list[dict]:
             big = n >= 1_000_000
             out.append({"mode": "scaling", "overrides": overrides, "threads": args.threads,
                         "warmup": 1 if big else args.warmup, "epochs": 3 if big else min(args.epochs, 20 if n >= 100_000 else args.epochs)})
+    elif args.profile:
+        for name in args.datasets:
+            out.append({"mode": "profile", "config": f"configs/{name}.yaml", "threads": args.threads,
+                        "warmup": args.warmup, "epochs": args.epochs, "profile": 10,
+                        "overrides": ["werank.enabled=true"]})
     elif args.probe:
         for name in ("cora", "amazon-photo"):
             out.append({"mode": "probe", "config": f"configs/{name}.yaml", "threads": args.threads,
@@ -466,6 +540,32 @@ def markdown() -> str:
                 overhead.append(f"{name} {100 * (on['s_epoch_median'] / off['s_epoch_median'] - 1):+.1f}%")
         if overhead:
             lines += [f"Epoch with WERank on vs off (ratio of medians − 1; each one's min–max range is in the first table): {', '.join(overhead)}.", ""]
+    profiles = {r["dataset"]: r for r in _rows(RESULTS / "profile.jsonl")}
+    if profiles:
+        cats = list(PROFILE_CATEGORIES)
+        any_row = next(iter(profiles.values()))
+        lines += [
+            f"Where a step goes (`--profile`): milliseconds per step, torch.profiler over {any_row['profile_steps']} steps "
+            f"after the timed ones, WERank on, {any_row['threads']} threads. Each operator's own time counts once: products "
+            f"by the operator, everything else by the part of the model it runs in (BatchNorm, PReLU, the BGRL and WERank "
+            f"losses, the optimizer, building the views, the EMA update); \"other\" is what runs outside those (autograd's "
+            f"own additions and copies, reshapes), \"outside operators\" the Python between operators. The profiler adds "
+            f"a little to the step (compare the first two columns). The last column is what the target leaves for "
+            f"everything but the dense products.",
+            "",
+            f"| dataset | unprofiled step (median) | profiled step | {' | '.join(cats)} | dense products' rate | target | target − dense products |",
+            "|---|---|---|" + "---|" * len(cats) + "---|---|---|",
+        ]
+        for name in DATASETS:
+            r = profiles.get(name)
+            if not r:
+                continue
+            ms = r["profile_ms"]
+            rate = 2 * r["gmacs_dense_per_step"] / (ms["dense products"] / 1e3)
+            target = 1e3 * TARGET_S[name]
+            lines.append(f"| {name} | {1e3 * r['s_epoch_median']:.0f} ms | {r['profile_step_ms']:.0f} ms | " + " | ".join(f"{ms[c]:.0f} ms" for c in cats)
+                         + f" | {rate:.0f} GFLOP/s | {target:.0f} ms | {target - ms['dense products']:.0f} ms |")
+        lines.append("")
     probes = {r["dataset"]: r for r in _rows(RESULTS / "probe.jsonl")}
     if probes:
         lines += [
@@ -550,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--scaling", action="store_true", help="CSBM scaling table instead")
     p.add_argument("--nodes", type=int, nargs="+", default=list(SCALING_NODES), help="CSBM sizes for --scaling")
+    p.add_argument("--profile", action="store_true", help="where a step's time goes, by kind of operator (torch.profiler, WERank on)")
     p.add_argument("--probe", action="store_true", help="linear-probe timing and accuracy vs scikit-learn (Cora, Photo)")
     p.add_argument("--compare-plain", action="store_true", help="fast vs plain implementation on Cora")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds for --compare-plain")
@@ -577,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
         return 0
 
-    mode = "scaling" if args.scaling else "compare-plain" if args.compare_plain else "probe" if args.probe else "against" if args.against else "epoch"
+    mode = "scaling" if args.scaling else "compare-plain" if args.compare_plain else "probe" if args.probe else "profile" if args.profile else "against" if args.against else "epoch"
     out = Path(args.out) if args.out else RESULTS / f"{mode}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__}

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from ..augment import ViewBuilder, normalized_adjacency
@@ -269,7 +270,8 @@ class Trainer:
         lr = warmup_cosine_lr(epoch, cfg.train.epochs, cfg.optim.warmup_epochs, cfg.optim.lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        (x1, a1), (x2, a2) = self.make_views()
+        with record_function("views"):  # scopes named for benchmarks/bench_epoch.py --profile
+            (x1, a1), (x2, a2) = self.make_views()
         model = self.model
         model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -298,7 +300,8 @@ class Trainer:
         loss = ssl + reg
         self.optimizer.step()
         momentum = cosine_momentum(epoch, cfg.train.epochs, cfg.optim.momentum)
-        self.model.update_target_network(momentum)
+        with record_function("EMA update"):
+            self.model.update_target_network(momentum)
         return {
             "epoch": epoch + 1,
             "loss": float(loss.detach()),

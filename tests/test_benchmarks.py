@@ -1,0 +1,57 @@
+"""The epoch benchmark's bookkeeping: operator categories of ``--profile`` and the dense-product count."""
+import pytest
+import torch
+
+from benchmarks.bench_epoch import PROFILE_CATEGORIES, profile_category, run_epochs, step_macs
+from tests.conftest import TINY
+
+
+def test_profile_categories_name_the_operators_of_a_step():
+    assert profile_category("mkldnn::_linear_pointwise", ("_Linear",)) == "dense products"
+    assert profile_category("aten::mm", ("_DistanceToIdentityBackward",)) == "dense products"
+    assert profile_category("aten::_embedding_bag_forward_only", ("_SparseMatmul",)) == "sparse products"
+    assert profile_category("aten::native_batch_norm_backward", ("_BatchNormAfterBiasBackward", "x")) == "BatchNorm"
+    assert profile_category("aten::sub", ("_PReLUBackward", "autograd::engine::evaluate_function: _PReLUBackward")) == "PReLU"
+    assert profile_category("aten::_fused_adamw_", ("Optimizer.step#AdamW.step",)) == "optimizer"
+    assert profile_category("aten::index_select", ("views",)) == "views"
+    assert profile_category("aten::copy_") == "other"
+
+
+def test_profiled_step_puts_time_in_every_category_it_runs():
+    # A real (tiny) profiled run: if PyTorch renames an operator or a scope loses its name, its time
+    # lands in "other" and the README's breakdown would silently lie; this catches it.
+    threads = torch.get_num_threads()
+    spec = {"mode": "profile", "threads": threads, "warmup": 2, "epochs": 2, "profile": 2,
+            "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
+                          "werank.enabled=true"]}
+    try:
+        row = run_epochs(spec)
+    finally:
+        torch.set_num_threads(threads)
+    assert row["mode"] == "profile" and row["feature_layout"] == "sparse CSR"
+    ms = row["profile_ms"]
+    assert set(ms) == set(PROFILE_CATEGORIES)
+    for category in PROFILE_CATEGORIES:
+        if category != "outside operators":  # Python's share can round to 0 on a tiny graph
+            assert ms[category] > 0, category
+    # the categories split the profiled step's wall time, nothing counted twice
+    assert sum(ms.values()) == pytest.approx(row["profile_step_ms"], rel=0.02)
+    assert 0 < row["gmacs_dense_per_step"] < row["gmacs_per_step"]
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_dense_multiply_adds_counted_by_hand(sparse):
+    # Two views, no edges: layer sizes 8 → 6 → 4, predictor 5, n = 10 nodes, WERank on the encoder.
+    from types import SimpleNamespace
+
+    n, f = 10, 8
+    x = torch.eye(n, f).to_sparse_csr() if sparse else torch.ones(n, f)
+    graph = SimpleNamespace(num_nodes=n, x=x, edge_index=torch.zeros(2, 0, dtype=torch.long))
+    view = SimpleNamespace(edge_drop_p=0.0)
+    cfg = SimpleNamespace(model=SimpleNamespace(layer_sizes=[6, 4], predictor_hidden=5), augment=[view, view],
+                          werank=SimpleNamespace(enabled=True, include_predictor=False))
+    layer2 = n * 6 * 4  # per pass
+    per_view = 4 * layer2 + (0 if sparse else 3 * n * f * 6)  # online fwd, target fwd, weight grad, input grad
+    predictor = 3 * 2 * n * 4 * 5  # forward and backward of both linears, online only
+    werank = 2 * 6**2 * 8 + 2 * 4**2 * 6  # Gram and gradient product per layer
+    assert step_macs(graph, cfg)["dense"] == pytest.approx(2 * (per_view + predictor) + werank)
