@@ -405,6 +405,14 @@ def _spawn(spec: dict, tree: Path | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _emit(out: Path, row: dict) -> None:
+    """One result: a JSON line on stdout and appended to ``out``."""
+    line = json.dumps(row)
+    print(line, flush=True)
+    with open(out, "a") as f:
+        f.write(line + "\n")
+
+
 def _git(*args: str, cwd: Path = ROOT) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -431,10 +439,7 @@ def run_against(args, out: Path, machine: dict) -> int:
                                                           "gemm_gflops_measured", "peak_rss_mb", "threads", "loadavg_1min", "error") if k in res},
                                **machine}
                         failed += "error" in res
-                        line = json.dumps(row)
-                        print(line, flush=True)
-                        with open(out, "a") as f:
-                            f.write(line + "\n")
+                        _emit(out, row)
         finally:
             _git("worktree", "remove", "--force", str(ref))
     return 1 if failed else 0
@@ -692,10 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in specs(args):
         result = {**_spawn(spec), **machine}
         failed += "error" in result
-        line = json.dumps(result)
-        print(line, flush=True)
-        with open(out, "a") as f:
-            f.write(line + "\n")
+        _emit(out, result)
     return 1 if failed else 0
 
 

@@ -84,6 +84,11 @@ def csr_matmul(mat: Tensor, h: Tensor) -> Tensor:
     )
 
 
+def _tracked(*tensors: Tensor | None) -> bool:
+    """Whether autograd would record an operation on ``tensors`` here (grad mode on, one needs grad)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 _TRANSPOSES: dict[int, tuple[Tensor, int, Tensor]] | None = None  # None: outside any shared_transposes()
 
 
@@ -141,7 +146,7 @@ def sparse_linear(x: SparseOperand, weight: Tensor) -> Tensor:
     by row i's non-zeros (:func:`csr_matmul` over the :func:`transposed` weight, shared within
     :func:`shared_transposes`); the weight's gradient is ``(xᵀ @ grad)ᵀ`` from ``x``'s cached transpose.
     """
-    if not (torch.is_grad_enabled() and weight.requires_grad):
+    if not _tracked(weight):
         return csr_matmul(x.mat, transposed(weight))
     return _SparseLinear.apply(x.mat, x.mat_t, weight)
 
@@ -149,10 +154,10 @@ def sparse_linear(x: SparseOperand, weight: Tensor) -> Tensor:
 def sparse_matmul(s: SparseOperand | Tensor, h: Tensor) -> Tensor:
     """``s @ h`` for a constant sparse ``s`` (a :class:`SparseOperand`, or a plain sparse tensor)."""
     if isinstance(s, SparseOperand):
-        if not (torch.is_grad_enabled() and h.requires_grad):
+        if not _tracked(h):
             return csr_matmul(s.mat, h)
         return _SparseMatmul.apply(s.mat, s.mat_t, h)
-    if s.layout == torch.sparse_csr and not (torch.is_grad_enabled() and h.requires_grad):
+    if s.layout == torch.sparse_csr and not _tracked(h):
         return csr_matmul(s, h)  # no transpose needed without a backward pass
     return torch.sparse.mm(s, h)
 
@@ -269,8 +274,7 @@ def matmul_nt(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     Not differentiable through oneDNN (its op has no autograd formula): under autograd with inputs
     that require grad it falls back to MKL; :func:`linear` is the differentiable form.
     """
-    tracked = torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad))
-    if not tracked and onednn_matmul_enabled() and x.dtype == torch.float32 and w.dtype == torch.float32:
+    if not _tracked(x, w, b) and onednn_matmul_enabled() and x.dtype == torch.float32 and w.dtype == torch.float32:
         return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
     return torch.addmm(b, x, w.t()) if b is not None else x @ w.t()
 
@@ -301,7 +305,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear(x, weight, bias)`` for a 2-D ``x``, with the products of :func:`matmul_nt`."""
     if x.dim() != 2 or not onednn_matmul_enabled():
         return torch.nn.functional.linear(x, weight, bias)
-    if not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+    if not _tracked(x, weight, bias):  # e.g. the target network's passes, under no_grad
         return matmul_nt(x, weight, bias)
     return _Linear.apply(x, weight, bias)
 

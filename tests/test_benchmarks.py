@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from benchmarks.bench_epoch import PROFILE_CATEGORIES, profile_category, run_epochs, step_macs
-from tests.conftest import TINY
+from .conftest import TINY
 
 
 def test_profile_categories_name_the_operators_of_a_step():
