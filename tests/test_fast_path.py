@@ -227,8 +227,8 @@ def test_maskable_csr_drops_exactly_the_masked_columns(p):
     assert torch.equal(maskable.full.mat.to_dense(), dense)  # the full matrix is untouched
 
 
-def test_sparse_linear_values_gradient_and_transpose_cache():
-    from bgrl_werank.ops import shared_transposes, sparse_linear, transposed
+def test_sparse_linear_values_and_gradient():
+    from bgrl_werank.ops import sparse_linear, transposed
 
     x, _ = _graph()
     s = SparseOperand.of(x.to_sparse_csr())
@@ -238,19 +238,7 @@ def test_sparse_linear_values_gradient_and_transpose_cache():
     g = torch.randn_like(out)
     (grad,) = torch.autograd.grad(out, w, g)
     assert torch.allclose(grad, g.t() @ x, atol=1e-5)
-    assert transposed(w) is not transposed(w)  # nothing is cached outside a shared_transposes() block
-    with shared_transposes():
-        first = transposed(w)
-        assert transposed(w) is first  # reused within the block
-        with shared_transposes():
-            assert transposed(w) is first  # an inner block shares the outer cache
-    # PyTorch's fused AdamW updates weights in place without moving their version counter: after
-    # the block, the transpose must still be of the updated weight
-    opt = torch.optim.AdamW([w], lr=0.5, fused=True)
-    w.grad = torch.ones_like(w)
-    opt.step()
-    assert torch.equal(transposed(w), w.detach().t())
-    assert torch.allclose(sparse_linear(s, w), x @ w.detach().t(), atol=1e-5)
+    assert torch.equal(transposed(w), w.detach().t()) and transposed(w).is_contiguous()
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -344,3 +332,101 @@ def test_fast_trainer_follows_the_plain_trainer_for_many_steps(tmp_path, sparse)
         a, b = fast.step(epoch), plain.step(epoch)
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-4), epoch
         assert a["werank"] == pytest.approx(b["werank"], abs=1e-4), epoch
+
+
+# the feature-major first weight (models.encoder.store_feature_major)
+
+
+def _feature_major(w: torch.Tensor) -> torch.Tensor:
+    return w.detach().t().contiguous().t().requires_grad_(w.requires_grad)
+
+
+@pytest.mark.parametrize("shape", [(37, 70), (70, 37), (19, 19), (5, 9)])
+@pytest.mark.parametrize("layout", ["row-major", "feature-major"])
+def test_werank_blocked_gram_and_gradient_in_either_layout(shape, layout):
+    """The block-triangle Gram and the closed-form gradient, against float64 autograd through w·wᵀ;
+    the gradient comes back in the weight's own strides (so it accumulates without a copy)."""
+    from bgrl_werank.losses.werank import _symmetric_gram
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(*shape, generator=g)
+    if layout == "feature-major":
+        w = _feature_major(w)
+    w.requires_grad_()
+    r = w if shape[0] <= shape[1] else w.t()
+    gram = _symmetric_gram(r.detach())
+    assert torch.equal(gram, gram.t())
+    assert torch.allclose(gram.double(), r.detach().double() @ r.detach().double().t(), atol=1e-4)
+    (grad,) = torch.autograd.grad(_frobenius_distance_to_identity(w), w)
+    w64 = w.detach().double().requires_grad_()
+    (ref,) = torch.autograd.grad(_frobenius_distance_to_identity_autograd(w64), w64)
+    assert torch.allclose(grad.double(), ref, atol=1e-4, rtol=1e-4)
+    assert grad.stride() == w.stride()
+
+
+def test_werank_blocked_gradcheck_float64():
+    w = torch.randn(18, 25, dtype=torch.float64, requires_grad=True)  # 18 rows: four Gram blocks
+    assert torch.autograd.gradcheck(_frobenius_distance_to_identity, (w,))
+    assert torch.autograd.gradcheck(_frobenius_distance_to_identity, (_feature_major(w),))
+
+
+def test_linear_and_sparse_linear_with_a_feature_major_weight():
+    from bgrl_werank.ops import linear, sparse_linear, transposed
+
+    x, _ = _graph()
+    w_row = torch.randn(9, x.size(1), requires_grad=True)
+    w_fm = _feature_major(w_row)
+    assert transposed(w_fm).is_contiguous() and transposed(w_fm).data_ptr() == w_fm.data_ptr()  # no copy
+    s = SparseOperand.of(x.to_sparse_csr())
+    for fn, inp in ((sparse_linear, s), (linear, x)):
+        outs, grads = [], []
+        for w in (w_row, w_fm):
+            out = fn(inp, w)
+            (grad,) = torch.autograd.grad(out, w, torch.ones_like(out))
+            outs.append(out)
+            grads.append(grad)
+        assert grads[1].stride() == w_fm.stride(), fn.__name__  # accumulates without a copy
+        assert torch.allclose(outs[0], outs[1], atol=1e-5)
+        assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_encoder_first_weight_is_feature_major_and_draws_the_row_major_values():
+    from bgrl_werank.models import GCNEncoder
+    from torch_geometric.nn import GCNConv
+
+    torch.manual_seed(0)
+    enc = GCNEncoder(30, [8, 4])
+    w = enc.convs[0].lin.weight
+    assert w.shape == (8, 30) and w.t().is_contiguous() and not w.is_contiguous()
+    assert enc.convs[1].lin.weight.is_contiguous()
+    torch.manual_seed(1)
+    enc.reset_parameters()
+    assert enc.convs[0].lin.weight is w and w.t().is_contiguous()
+    ref = GCNConv(30, 8)  # a row-major weight, given the same draw
+    torch.manual_seed(1)
+    ref.reset_parameters()
+    assert torch.equal(w, ref.lin.weight)
+
+
+def test_row_major_optimizer_state_is_given_the_parameters_layout_on_load(tmp_path):
+    """Fused AdamW pairs parameter and moments as flat memory: moments saved in row-major order
+    (checkpoints from before the feature-major first weight) must be re-laid out on load."""
+    from bgrl_werank.train.trainer import make_optimizer, match_state_layouts
+
+    g = torch.Generator().manual_seed(2)
+    row = torch.nn.Parameter(torch.randn(12, 30, generator=g))
+    fm = torch.nn.Parameter(row.detach().t().contiguous().t())
+    opt_row, opt_fm = make_optimizer([row], 1e-2, 1e-4), make_optimizer([fm], 1e-2, 1e-4)
+    row.grad = torch.randn(12, 30, generator=g)
+    opt_row.step()
+    torch.save(opt_row.state_dict(), tmp_path / "opt.pt")  # as a checkpoint holds it
+    opt_fm.load_state_dict(torch.load(tmp_path / "opt.pt"))
+    match_state_layouts(opt_fm)
+    assert all(v.stride() == fm.stride() for v in opt_fm.state[fm].values() if v.shape == fm.shape)
+    with torch.no_grad():
+        fm.copy_(row)
+    grad = torch.randn(12, 30, generator=g)
+    row.grad, fm.grad = grad.clone(), _feature_major(grad)
+    opt_row.step()
+    opt_fm.step()
+    assert torch.allclose(row, fm, atol=1e-7)

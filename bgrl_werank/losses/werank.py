@@ -53,6 +53,32 @@ def gram(weight: Tensor) -> Tensor:
     return weight @ weight.T if out_features <= in_features else weight.T @ weight
 
 
+# Gram matrices are formed in this many row blocks, upper triangle only (see _symmetric_gram).
+_GRAM_BLOCKS = 4
+
+
+def _symmetric_gram(r: Tensor) -> Tensor:
+    """``r @ r.T`` for a (k, m) ``r``, from the block upper triangle only, mirrored.
+
+    r·rᵀ is symmetric, so of its B×B blocks only the B(B+1)/2 on and above the diagonal need a
+    product: 10/16 of the multiply-adds for B = 4 (a hand-written SYRK; PyTorch has none). Each
+    entry on and above the diagonal is the same dot product as in the full product (bit for bit the
+    same in our check); the lower triangle is their mirror, so the result is exactly symmetric, as
+    the closed-form gradient assumes (a full product is not, by rounding). Measured on this project's VM (2 threads): Coauthor CS's
+    first layer (512 × 6805) 17.9 → 11.2 ms, Cora's (512 × 1433) 3.9 → 2.5 ms. A row-contiguous
+    ``r`` goes through :func:`matmul_nt` (oneDNN); a column-contiguous one (a feature-major weight)
+    through MKL, which reads the transposed blocks in place (oneDNN took seconds on such strided
+    blocks).
+    """
+    k = r.shape[0]
+    blocks = _GRAM_BLOCKS if k >= 4 * _GRAM_BLOCKS else 1
+    edges = [k * i // blocks for i in range(blocks + 1)]
+    g = r.new_zeros(k, k)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        g[lo:hi, lo:] = matmul_nt(r[lo:hi], r[lo:]) if r.is_contiguous() else r[lo:hi] @ r[lo:].t()
+    return g.triu() + g.triu(1).t()  # the upper triangle, mirrored (diagonal blocks included)
+
+
 class _DistanceToIdentity(torch.autograd.Function):
     """n(w) = sqrt(‖G − I‖²_F + ε²) − ε with its closed-form gradient.
 
@@ -60,14 +86,17 @@ class _DistanceToIdentity(torch.autograd.Function):
     (``D @ w`` and ``Dᵀ @ w``); D is symmetric, so one is enough: ∂n/∂w = 2·D·w / sqrt(‖D‖² + ε²)
     (narrowing) or 2·w·D / sqrt(‖D‖² + ε²) (widening). Checked against autograd and finite
     differences in the tests.
+
+    Both cases are written for r, the (k, m) side with k ≤ m whose Gram r·rᵀ is G (r = w narrowing,
+    r = wᵀ widening), and the gradient is formed in w's own memory layout (row- or feature-major), so
+    that it adds to w's other gradients without a transposing copy.
     """
 
     @staticmethod
     def forward(ctx, weight: Tensor) -> Tensor:  # type: ignore[override]
-        # the products through matmul_nt (oneDNN where available: ~1.2x MKL for the Gram and
-        # 1.5-1.9x for D·w at Cora's and Coauthor CS's first layers on this project's VM; NOTES.md)
         narrowing = weight.shape[0] <= weight.shape[1]
-        g = matmul_nt(weight, weight) if narrowing else matmul_nt(weight.t(), weight.t())
+        r = weight if narrowing else weight.t()
+        g = _symmetric_gram(r)
         d = g - torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
         root = torch.sqrt((d * d).sum() + _EPS * _EPS)
         ctx.save_for_backward(weight, d, root)
@@ -77,8 +106,12 @@ class _DistanceToIdentity(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         weight, d, root = ctx.saved_tensors
         narrowing = weight.shape[0] <= weight.shape[1]
-        dw = matmul_nt(d, weight.t()) if narrowing else matmul_nt(weight, d)  # D·w, or w·D (D = Dᵀ)
-        return dw.mul_(2.0 * grad / root)
+        r = weight if narrowing else weight.t()
+        # ∂n/∂r = 2·D·r / root; (D = Dᵀ) through matmul_nt (oneDNN where available: 1.5-1.9x MKL for
+        # D·w at Cora's and Coauthor CS's first layers on this project's VM; NOTES.md)
+        dr = matmul_nt(d, r.t()) if r.is_contiguous() else matmul_nt(r.t(), d).t()  # D·r, or (rᵀ·D)ᵀ
+        dr.mul_(2.0 * grad / root)
+        return dr if narrowing else dr.t()
 
 
 def _frobenius_distance_to_identity(weight: Tensor) -> Tensor:
