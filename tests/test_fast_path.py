@@ -430,3 +430,22 @@ def test_row_major_optimizer_state_is_given_the_parameters_layout_on_load(tmp_pa
     opt_row.step()
     opt_fm.step()
     assert torch.allclose(row, fm, atol=1e-7)
+
+
+@pytest.mark.parametrize("cache_bytes, blocks", [(None, 1), (10**9, 1), (110_000, 4), (250_000, 2), (1_000, 1)])
+def test_column_blocked_csr_matmul_is_the_same_product(monkeypatch, cache_bytes, blocks):
+    """Blocks of h's columns (where h does not fit the cache) give the unblocked sums bit for bit."""
+    from bgrl_werank import ops
+
+    x, _ = _graph(n=200, f=50)
+    s = x.to_sparse_csr()
+    h = torch.randn(200, 300)  # 240 kB; a block may fill 0.6 of the cache and must be >= 64 columns
+    want = ops.csr_matmul(s, h)
+    calls = []
+    plain = ops.csr_matmul
+    monkeypatch.setattr(ops, "csr_matmul", lambda m, b: calls.append(b.shape[1]) or plain(m, b))
+    monkeypatch.setattr(ops, "_L3", [cache_bytes])
+    out = ops.csr_matmul_in_column_blocks(s, h)
+    assert len(calls) == blocks and sum(calls) == 300
+    assert torch.equal(out, want)
+    assert out.is_contiguous()
