@@ -162,7 +162,9 @@ def _werank_times(trainer) -> dict[str, float]:
         grads = torch.autograd.grad(loss, weights)
         return grads
 
-    big = max(weights, key=lambda w: min(w.shape) ** 2 * max(w.shape)).detach()
+    # its floor is one product forming that Gram from a row-major copy (the best single product:
+    # oneDNN on the feature-major first weight's strided view runs ~1.5x slower)
+    big = max(weights, key=lambda w: min(w.shape) ** 2 * max(w.shape)).detach().contiguous()
     try:  # the product WERank itself uses (oneDNN where enabled)
         from bgrl_werank.ops import matmul_nt
     except ImportError:  # an older tree (--against)
