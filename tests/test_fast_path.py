@@ -444,7 +444,7 @@ def test_column_blocked_csr_matmul_is_the_same_product(monkeypatch, cache_bytes,
     calls = []
     plain = ops.csr_matmul
     monkeypatch.setattr(ops, "csr_matmul", lambda m, b: calls.append(b.shape[1]) or plain(m, b))
-    monkeypatch.setattr(ops, "_L3", [cache_bytes])
+    monkeypatch.setattr(ops, "last_level_cache_bytes", lambda: cache_bytes)
     out = ops.csr_matmul_in_column_blocks(s, h)
     assert len(calls) == blocks and sum(calls) == 300
     assert torch.equal(out, want)
