@@ -276,3 +276,30 @@ def test_cli_reports_a_bad_key_and_exits_2(tmp_path, capsys):
     assert not (tmp_path / "x").exists()  # failed before creating the run folder
     assert main(["--set", "seed=1"]) == 2
     assert "--figure is required" in capsys.readouterr().err
+
+
+def test_report_generates_the_readme_blocks_from_run_folders(tmp_path):
+    from bgrl_werank.toy.report import RUNS, report
+
+    runs = tmp_path / "runs"
+    for _, folder, command in RUNS:
+        figure = command.split("--figure ")[1].split()[0]
+        extra = {"2": ["--set", "sweep.num_layers=[1,2]"], "3": ["--set", "sweep.k=[0.1,1.0]"]}.get(figure, [])
+        assert main(["--figure", figure, "--config", str(CONFIGS / f"fig{figure}.yaml"), *TINY, *extra,
+                     "--out", str(runs / folder)]) == 0
+    readme = tmp_path / "README.md"
+    markers = ["toy-runtimes", "toy-fig1", "toy-fig2", "toy-fig3", "toy-fig4", "toy-fig5", "toy-spectra"]
+    readme.write_text("intro\n" + "".join(f"<!-- {m}:begin -->\nold\n<!-- {m}:end -->\n" for m in markers) + "outro\n")
+    assert main(["--report", "--runs", str(runs), "--update", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    summary = json.loads((runs / "fig5" / "summary.json").read_text())
+    assert f"{summary['seconds']:.1f} s |" in text  # the runtime column is the folder's own
+    assert f"| {summary['runs'][1]['final_loss']:.4g} |" in text
+    assert "runs/toy/fig3 — Figure 3: final spectra" in text
+
+
+def test_report_names_a_missing_run_folder(tmp_path, capsys):
+    assert main(["--report", "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "has no spectra.json" in err and "fig1" in err

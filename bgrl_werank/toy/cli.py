@@ -25,6 +25,7 @@ import torch
 from ..rundir import make_writable, run_dir_path
 from .config import ConfigError, ToyConfig, load_config, save_config
 from .experiments import FIGURES, TRAJECTORY_LOSS, draw, run_figure, summarise
+from .report import ReportError, report
 from .train import RunSpec, ToyTrainingError
 
 EXIT_ERROR = 2
@@ -48,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--replot", metavar="RUN_DIR",
                    help="redraw the figure of an existing run folder from its config.yaml and spectra.json "
                         "(no training; the other options are ignored)")
+    p.add_argument("--report", action="store_true",
+                   help="print the README's toy-experiment tables, generated from the run folders under --runs")
+    p.add_argument("--runs", default="runs/toy", help="with --report: where the run folders are (default runs/toy)")
+    p.add_argument("--update", metavar="README", help="with --report: paste the tables between the toy-* markers of this file")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -104,6 +109,9 @@ def _replot(run_dir: Path) -> int:
 def _main(args: argparse.Namespace) -> int:
     if args.replot:
         return _replot(Path(args.replot))
+    if args.report:
+        print(report(args.runs, args.update))
+        return 0
     if args.figure is None:
         raise ConfigError("--figure is required (1-5), unless --replot RUN_DIR is given")
     cfg = _resolve_config(args)
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _main(args)
-    except (ConfigError, ToyTrainingError) as e:
+    except (ConfigError, ToyTrainingError, ReportError) as e:
         if args.debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)

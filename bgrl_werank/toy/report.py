@@ -1,0 +1,213 @@
+"""The README's toy-experiment numbers, generated from the run folders (``--report``).
+
+``python -m bgrl_werank.toy --report [--runs runs/toy] [--update README.md]`` reads the run folders
+that the commands in :data:`RUNS` write and prints (or pastes between the README's ``toy-*``
+markers) the runtime table, one table of measured quantities per figure, and each folder's final
+spectra. Every number the README quotes about these experiments comes from here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..results import update_file
+
+# (label in the runtime table, run folder under --runs, the command that writes it)
+RUNS = [
+    ("1", "fig1", "python -m bgrl_werank.toy --figure 1 --out runs/toy/fig1"),
+    ("1 (long)", "fig1-10k", "python -m bgrl_werank.toy --figure 1 --set train.epochs=10000 --set train.record_every=20 --out runs/toy/fig1-10k"),
+    ("2", "fig2", "python -m bgrl_werank.toy --figure 2 --out runs/toy/fig2"),
+    ("3", "fig3", "python -m bgrl_werank.toy --figure 3 --out runs/toy/fig3"),
+    ("4", "fig4-10k", "python -m bgrl_werank.toy --figure 4 --set train.epochs=10000 --set train.record_every=20 --out runs/toy/fig4-10k"),
+    ("5", "fig5", "python -m bgrl_werank.toy --figure 5 --out runs/toy/fig5"),
+]
+# figure number -> the run folders its measured-quantities table is made of
+FIGURE_FOLDERS = {1: ["fig1", "fig1-10k"], 2: ["fig2"], 3: ["fig3"], 4: ["fig4-10k"], 5: ["fig5"]}
+COLLAPSED = 1e-3  # a singular value or eigenvalue below this counts as collapsed
+# for Figures 1, 4, 5: report the first epoch from which every WERank weight σ stays in these bands
+BANDS = {1: [(0.9, 1.1)], 4: [(0.9, 1.1)], 5: [(0.95, None), (0.9, 1.1)]}
+
+
+class ReportError(Exception):
+    pass
+
+
+def _load(runs: Path, folder: str) -> dict:
+    path = runs / folder / "spectra.json"
+    summary = runs / folder / "summary.json"
+    if not path.is_file() or not summary.is_file():
+        raise ReportError(f"'{runs / folder}' has no spectra.json/summary.json; run the command in bgrl_werank/toy/report.py RUNS first")
+    data = json.loads(path.read_text())
+    data["summary"] = json.loads(summary.read_text())
+    data["folder"] = folder
+    return data
+
+
+def _g(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _range(values) -> str:
+    values = list(values)
+    return f"[{_g(min(values))}, {_g(max(values))}]"
+
+
+def _final_weights(run: dict) -> list[list[float]]:
+    return [layer[-1] for layer in run["weights"]]
+
+
+def _alpha(run: dict) -> str:
+    return f"{run['spec']['alpha']:g}"
+
+
+def runtime_table(loaded: dict[str, dict]) -> str:
+    lines = ["| figure | command | epochs | training time |", "|---|---|---|---|"]
+    for label, folder, command in RUNS:
+        d = loaded[folder]
+        epochs = d["runs"][0]["epochs"][-1]
+        lines.append(f"| {label} | `{command}` | {f'{epochs:,}'.replace(',', ' ')} | {d['summary']['seconds']:.1f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def _stays_from(epochs: list[int], ok: list[bool]) -> int | None:
+    """The first recorded epoch from which ``ok`` holds at every later record (None if not at the end)."""
+    first = None
+    for e, good in zip(epochs, ok):
+        if good and first is None:
+            first = e
+        elif not good:
+            first = None
+    return first
+
+
+def _trajectory_table(d: dict) -> str:
+    """Figures 1, 4, 5: one row per run (without / with WERank)."""
+    lines = [
+        f"| run | WERank α | epochs | final SSL loss | weight σ < 0.5 per layer | weight σ < {COLLAPSED:g} per layer | "
+        f"smallest weight σ per layer | all weight σ | embedding eigenvalues < {COLLAPSED:g} | embedding eigenvalues |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in d["runs"]:
+        w = _final_weights(run)
+        e = run["embedding"][-1]
+        lines.append(
+            f"| {run['spec']['loss']} L={run['spec']['num_layers']} k={run['spec']['k']:g} | {_alpha(run)} | {run['epochs'][-1]} | "
+            f"{run['loss'][-1]:.4g} | {', '.join(str(sum(s < 0.5 for s in layer)) for layer in w)} | "
+            f"{', '.join(str(sum(s < COLLAPSED for s in layer)) for layer in w)} | {', '.join(_g(min(layer)) for layer in w)} | "
+            f"{_range(s for layer in w for s in layer)} | {sum(v < COLLAPSED for v in e)} of {len(e)} | {_range(e)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _trajectory_notes(figure: int, d: dict) -> list[str]:
+    without, with_ = d["runs"][0], d["runs"][1]
+    notes = []
+    if with_["spec"]["alpha"] > 0:
+        epochs = with_["epochs"]
+        for lo, hi in BANDS[figure]:
+            ok = [all(s > lo and (hi is None or s < hi) for layer in with_["weights"] for s in layer[i]) for i in range(len(epochs))]
+            first = _stays_from(epochs, ok)
+            band = f"above {lo:g}" if hi is None else f"in [{lo:g}, {hi:g}]"
+            notes.append(f"with WERank, every weight σ is {band} from epoch {first} on" if first is not None
+                         else f"with WERank, the weight σ are not all {band} at the end")
+    if figure == 1 and len(without["epochs"]) and without["epochs"][-1] > 1000 and 1000 in without["epochs"]:
+        i = without["epochs"].index(1000)
+        last = without["weights"][-1]
+        notes.append(f"without WERank, W{len(without['weights'])}'s smallest σ: {_g(min(last[i]))} at epoch 1000, "
+                     f"{_g(min(last[-1]))} at epoch {without['epochs'][-1]}")
+    if figure == 4:
+        w1, epochs = without["weights"][0], without["epochs"]
+        at = epochs.index(20) if 20 in epochs else 1
+        low = sorted(range(len(w1[at])), key=lambda r: w1[at][r])
+        low = [r for r in low if w1[at][r] < 0.1]
+        # singular values are sorted at every record; follow the r-th smallest through training
+        parts = []
+        for rank in range(len(low)):
+            col = [sorted(s)[rank] for s in w1]
+            first = _stays_from(epochs, [v >= 0.1 for v in col])
+            parts.append(f"the {_ordinal(rank + 1)} smallest from epoch {first} on" if first is not None else f"the {_ordinal(rank + 1)} smallest never")
+        notes.append(f"without WERank, {len(low)} σ of W1 are below 0.1 at epoch {epochs[at]}; above 0.1 to the end: " + "; ".join(parts))
+    if figure == 5:
+        w1 = without["weights"][0]
+        notes.append(f"without WERank, W1's largest σ: {_g(max(w1[0]))} at epoch 0, {_g(max(w1[-1]))} at epoch {without['epochs'][-1]}")
+    return notes
+
+
+def _ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+def _depth_table(d: dict) -> str:
+    lines = [
+        f"| depth L | WERank α | final SSL loss | embedding eigenvalues < {COLLAPSED:g} | embedding eigenvalues | "
+        f"weight σ < {COLLAPSED:g} per layer | all weight σ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in d["runs"]:
+        w, e = _final_weights(run), run["embedding"][-1]
+        lines.append(
+            f"| {run['spec']['num_layers']} | {_alpha(run)} | {run['loss'][-1]:.4g} | {sum(v < COLLAPSED for v in e)} of {len(e)} | "
+            f"{_range(e)} | {', '.join(str(sum(s < COLLAPSED for s in layer)) for layer in w)} | {_range(s for layer in w for s in layer)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _noise_table(d: dict) -> str:
+    lines = [
+        "| loss | k | WERank α | final SSL loss | σ < 1e-7 | σ < 0.005 | σ in [0.9, 1.1] | 8 smallest σ (noisy directions) | 8 largest σ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in d["runs"]:
+        s = sorted(s for layer in _final_weights(run) for s in layer)
+        lines.append(
+            f"| {run['spec']['loss']} | {run['spec']['k']:g} | {_alpha(run)} | {run['loss'][-1]:.4g} | {sum(v < 1e-7 for v in s)} | "
+            f"{sum(v < 0.005 for v in s)} | {sum(0.9 <= v <= 1.1 for v in s)} | {_range(s[:8])} | {_range(s[-8:])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def figure_block(figure: int, loaded: dict[str, dict]) -> str:
+    """Measured quantities of one figure: a table (and, for 1, 4, 5, what happened over training)."""
+    parts = []
+    for folder in FIGURE_FOLDERS[figure]:
+        d = loaded[folder]
+        if figure == 2:
+            parts.append(_depth_table(d))
+        elif figure == 3:
+            parts.append(_noise_table(d))
+        else:
+            parts.append(_trajectory_table(d))
+            notes = _trajectory_notes(figure, d)
+            if notes:
+                parts.append("".join(f"- {d['folder']}: {n}.\n" for n in notes))
+    return f"Generated from {', '.join('`runs/toy/' + f + '`' for f in FIGURE_FOLDERS[figure])} (final values unless stated):\n\n" + "\n".join(parts)
+
+
+def spectra_details(runs: Path, loaded: dict[str, dict]) -> str:
+    out = []
+    for _, folder, _ in RUNS:
+        md = (runs / folder / "summary.md").read_text().strip().splitlines()
+        title = md[0].lstrip("# ").strip()
+        out.append(f"<details><summary>runs/toy/{folder} — {title}</summary>\n\n" + "\n".join(md[1:]).strip() + "\n\n</details>\n")
+    return "\n".join(out)
+
+
+def build(runs: str | Path = "runs/toy") -> dict[str, str]:
+    """Every generated block, by README marker."""
+    runs = Path(runs)
+    loaded = {folder: _load(runs, folder) for _, folder, _ in RUNS}
+    blocks = {"toy-runtimes": runtime_table(loaded)}
+    for figure in FIGURE_FOLDERS:
+        blocks[f"toy-fig{figure}"] = figure_block(figure, loaded)
+    blocks["toy-spectra"] = spectra_details(runs, loaded)
+    return blocks
+
+
+def report(runs: str | Path = "runs/toy", update: str | Path | None = None) -> str:
+    """The blocks as one markdown text; with ``update``, each is also pasted between its markers there."""
+    blocks = build(runs)
+    if update is not None:
+        for marker, text in blocks.items():
+            update_file(update, marker, text)
+    return "\n".join(f"<!-- {m} -->\n{t}" for m, t in blocks.items())
