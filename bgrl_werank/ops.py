@@ -9,6 +9,8 @@
   per channel); PyTorch's own ``_prelu_kernel_backward`` was 3–5× slower
   on CPU at our shapes (2708×512: 7 ms forward+backward vs ~2 ms, measured on this project's 2-core
   machine). Same values and gradients as ``torch.nn.PReLU`` (tested).
+* :func:`batch_norm_prelu` — an encoder layer's BatchNorm and PReLU as one compiled kernel
+  (:mod:`bgrl_werank.kernels`) where it can be built, else the two steps above and below.
 * :func:`linear` / :class:`FastLinear` — ``x·wᵀ + b`` whose forward product and input gradient run
   through oneDNN, which PyTorch ships but uses for float32 matmuls only under reduced-precision
   settings. On this project's AMD EPYC (Zen 4) VM oneDNN takes its AVX-512 kernels where MKL takes
@@ -31,6 +33,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from . import kernels
 
 
 def csr_transpose(a: Tensor) -> Tensor:
@@ -216,6 +220,65 @@ def batch_norm_after_bias(z: Tensor, bias: Tensor | None, norm: nn.BatchNorm1d) 
         norm.num_batches_tracked.add_(1)
     rm, rv = (norm.running_mean, norm.running_var) if norm.track_running_stats else (None, None)
     return _BatchNormAfterBias.apply(z, bias, norm.weight, norm.bias, rm, rv, norm.momentum, norm.eps)
+
+
+class _BatchNormPReLU(torch.autograd.Function):
+    # The compiled kernel of bgrl_werank.kernels; only the BatchNorm input z is kept for backward.
+    @staticmethod
+    def forward(ctx, z, bias, weight, bn_bias, slope, running_mean, running_var, momentum, eps):  # type: ignore[override]
+        out, mean, invstd, var = kernels.forward(z, weight, bn_bias, slope, eps)
+        if running_mean is not None:  # as native_batch_norm, plus the bias that BatchNorm cancels
+            n = z.shape[0]
+            running_mean.mul_(1.0 - momentum).add_(mean, alpha=momentum)
+            if bias is not None:
+                running_mean.add_(bias, alpha=momentum)
+            running_var.mul_(1.0 - momentum).add_(var * (n / (n - 1)), alpha=momentum)
+        ctx.save_for_backward(z, weight, bn_bias, slope, mean, invstd)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        z, weight, bn_bias, slope, mean, invstd = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grad_z, grad_w, grad_b, grad_a = kernels.backward(grad, z, weight, bn_bias, slope, mean, invstd, need[0])
+        return (
+            grad_z,
+            torch.zeros_like(mean) if need[1] else None,  # the bias cancels in BatchNorm: exactly 0
+            grad_w if need[2] else None,
+            grad_b if need[3] else None,
+            grad_a.reshape(slope.shape) if need[4] else None,
+            None, None, None, None,
+        )
+
+
+def batch_norm_prelu(z: Tensor, bias: Tensor | None, norm: nn.BatchNorm1d, act: nn.PReLU) -> Tensor:
+    """``act(norm(z + bias))``: an encoder layer's BatchNorm and PReLU, fused where possible.
+
+    In training mode (batch statistics), for a contiguous float32 (N, C) ``z`` with N > 1, an affine
+    ``norm`` and a PReLU with one slope or C, this is the compiled kernel of
+    :mod:`bgrl_werank.kernels` (when it is available): the same values and gradients as the two
+    modules (tested), the bias handled as in :func:`batch_norm_after_bias`. Otherwise it is
+    ``act(batch_norm_after_bias(z, bias, norm))``.
+    """
+    if norm.training and z.dim() == 2 and z.size(0) == 1:
+        raise ValueError(f"BatchNorm in training mode needs more than 1 value per channel, got input of size {tuple(z.shape)}")
+    slope = act.weight
+    fused = (
+        norm.training
+        and norm.affine
+        and norm.momentum is not None
+        and z.dim() == 2
+        and z.dtype == torch.float32
+        and z.is_contiguous()
+        and slope.numel() in (1, z.size(1))
+        and kernels.available()
+    )
+    if not fused:
+        return act(batch_norm_after_bias(z, bias, norm))
+    if norm.track_running_stats and norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+    rm, rv = (norm.running_mean, norm.running_var) if norm.track_running_stats else (None, None)
+    return _BatchNormPReLU.apply(z, bias, norm.weight, norm.bias, slope, rm, rv, norm.momentum, norm.eps)
 
 
 class _PReLU(torch.autograd.Function):

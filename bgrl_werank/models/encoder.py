@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
 from ..augment import Features
-from ..ops import FastPReLU, SparseOperand, batch_norm_after_bias, linear, sparse_linear, sparse_matmul
+from ..ops import FastPReLU, SparseOperand, batch_norm_prelu, linear, sparse_linear, sparse_matmul
 
 
 class GCNEncoder(nn.Module):
@@ -31,6 +31,9 @@ class GCNEncoder(nn.Module):
     :class:`~bgrl_werank.ops.SparseOperand` for the backward pass) and applies a view's feature mask to
     the first weight's columns (see :class:`~bgrl_werank.augment.Features`). ``tests/test_fast_path.py``
     checks values and gradients against plain ``GCNConv(normalize=True)`` on edge lists.
+
+    In training mode each layer's BatchNorm and PReLU run as one compiled kernel where one can be
+    built (:func:`bgrl_werank.ops.batch_norm_prelu`; the modules keep their parameters and state).
 
     The first layer's weight keeps its (out, in) shape but is stored feature-major (see
     :func:`store_feature_major`): the sparse first layer reads it as the row-contiguous Wᵀ, and its
@@ -64,8 +67,9 @@ class GCNEncoder(nn.Module):
         if isinstance(x, Features):
             x, mask = x.x, x.mask
         for i, (conv, norm, act) in enumerate(zip(self.convs, self.norms, self.acts)):
-            # GCNConv's bias goes straight into the BatchNorm, which cancels it in training mode
-            x = act(batch_norm_after_bias(_gcn_conv(conv, x, adj, mask if i == 0 else None), conv.bias, norm))
+            # GCNConv's bias goes straight into the BatchNorm, which cancels it in training mode;
+            # BatchNorm and PReLU run as one compiled kernel where it is available
+            x = batch_norm_prelu(_gcn_conv(conv, x, adj, mask if i == 0 else None), conv.bias, norm, act)
         return x
 
     def reset_parameters(self) -> None:

@@ -1,0 +1,182 @@
+"""A compiled BatchNorm → PReLU kernel for the encoder's layers, built on first use; optional.
+
+Each encoder layer ends in BatchNorm (batch statistics) and a per-channel PReLU. In stock PyTorch
+these are two operators whose backward passes read and write the (N, C) activation about 19 times
+between them (PReLU's own backward, or this project's five-op replacement in :mod:`bgrl_werank.ops`,
+then ``native_batch_norm_backward``), and PReLU keeps its own copy of the normalised activation for
+its backward pass. No stock operator fuses them. The kernel in ``bn_prelu.c`` does the forward pass
+in two passes over the activation (column statistics; normalise and activate) and the backward pass
+in two (column sums; the input gradient), and keeps only the BatchNorm input. It is hand-written
+because it is measurably faster: see :func:`bn_prelu`'s docstring for the numbers.
+
+The C file is compiled with the system C compiler (``$CC``, else ``cc``) into a per-user cache
+(``kernels/`` under ``$BGRL_WERANK_CACHE``, else under ``~/.cache/bgrl_werank``), keyed by the source, the flags, the
+compiler's version and the CPU, and loaded with :mod:`ctypes`; it links the OpenMP runtime that
+PyTorch has already loaded. Before it is used it must agree with the PyTorch path on a small
+problem. Without a compiler, with ``BGRL_WERANK_KERNELS=0``, or if anything in building, loading or
+that check fails, :func:`available` is False and the encoder computes the same layer with PyTorch
+operators (one warning says why).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("bn_prelu.c")
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
+
+_LIB: ctypes.CDLL | None = None
+_STATE: str | None = None  # None: not tried yet; "ok"; or why it is not available
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor()
+
+
+def _build(cache: Path) -> Path:
+    cc = os.environ.get("CC", "cc")
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"no C compiler ('{cc}': {e})") from None
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *_FLAGS, version, _cpu_id(), platform.machine()]).encode())
+    target = cache / f"bn_prelu-{key.hexdigest()[:16]}.so"
+    if target.is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    # compile to a temporary name, then rename: concurrent processes never load a half-written file
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+    os.close(fd)
+    try:
+        done = subprocess.run([cc, *_FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            first = (done.stderr.strip().splitlines() or ["(no message)"])[0]
+            raise RuntimeError(f"'{cc}' failed: {first[:200]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _load() -> ctypes.CDLL:
+    cache = Path(os.environ.get("BGRL_WERANK_CACHE") or Path.home() / ".cache" / "bgrl_werank") / "kernels"
+    lib = ctypes.CDLL(str(_build(cache)))
+    f, i64, i, d = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
+    lib.bnp_forward.argtypes = [f, i64, i64, f, f, f, d, i, f, f, f, f]
+    lib.bnp_forward.restype = i
+    lib.bnp_backward.argtypes = [f, f, i64, i64, f, f, f, i, f, f, i, f, f, f, f]
+    lib.bnp_backward.restype = i
+    return lib
+
+
+def available() -> bool:
+    """Whether the compiled kernel is in use in this process (built, loaded and checked once)."""
+    global _LIB, _STATE
+    if _STATE is None:
+        if os.environ.get("BGRL_WERANK_KERNELS", "1") == "0":
+            _STATE = "disabled by BGRL_WERANK_KERNELS=0"
+        else:
+            try:
+                _LIB = _load()
+                _STATE = "ok"
+                with torch.inference_mode(False), torch.enable_grad():  # first use may be under no_grad
+                    problem = _self_check()
+                if problem:
+                    _LIB, _STATE = None, f"it disagrees with PyTorch ({problem})"
+            except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as e:
+                _LIB, _STATE = None, str(e)
+            if _STATE != "ok":
+                warnings.warn(
+                    f"bgrl_werank: the compiled BatchNorm+PReLU kernel is not used ({_STATE}); "
+                    f"the PyTorch path computes the same layers, more slowly",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+    return _STATE == "ok"
+
+
+def status() -> str:
+    """"ok", or why the kernel is not used (after :func:`available` was called)."""
+    available()
+    return _STATE or ""
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def forward(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, slope: torch.Tensor, eps: float):
+    """``prelu(batch_norm(z))`` in training mode; returns (out, mean, invstd, biased var), all float32.
+
+    ``z`` must be a contiguous 2-D float32 tensor with at least one row; ``slope`` has 1 or C values.
+    """
+    n, c = z.shape
+    out = torch.empty_like(z)
+    mean, invstd, var = (torch.empty(c, dtype=z.dtype) for _ in range(3))
+    gamma, beta = gamma.detach().contiguous(), beta.detach().contiguous()
+    slope = slope.detach().reshape(-1).expand(c).contiguous()  # the kernel reads c slopes
+    rc = _LIB.bnp_forward(_ptr(z), n, c, _ptr(gamma), _ptr(beta), _ptr(slope), float(eps), torch.get_num_threads(),
+                          _ptr(out), _ptr(mean), _ptr(invstd), _ptr(var))
+    if rc != 0:
+        raise MemoryError("bn_prelu forward: out of memory")
+    return out, mean, invstd, var
+
+
+def backward(grad: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, slope: torch.Tensor,
+             mean: torch.Tensor, invstd: torch.Tensor, need_input_grad: bool = True):
+    """Gradients (z, gamma, beta, slope) of :func:`forward`'s output, for the output gradient ``grad``."""
+    n, c = z.shape
+    grad = grad.contiguous()
+    grad_z = torch.empty_like(z) if need_input_grad else None
+    grad_gamma, grad_beta = torch.empty(c, dtype=z.dtype), torch.empty(c, dtype=z.dtype)
+    grad_slope = torch.empty(slope.shape, dtype=z.dtype)
+    per_channel = int(slope.numel() == c and c > 1)
+    gamma, beta = gamma.detach().contiguous(), beta.detach().contiguous()
+    slope = slope.detach().reshape(-1).expand(c).contiguous()  # the kernel reads c slopes
+    rc = _LIB.bnp_backward(_ptr(grad), _ptr(z), n, c, _ptr(gamma), _ptr(beta), _ptr(slope), per_channel,
+                           _ptr(mean), _ptr(invstd), torch.get_num_threads(), _ptr(grad_z), _ptr(grad_gamma),
+                           _ptr(grad_beta), _ptr(grad_slope))
+    if rc != 0:
+        raise MemoryError("bn_prelu backward: out of memory")
+    return grad_z, grad_gamma, grad_beta, grad_slope
+
+
+def _reference(z, gamma, beta, slope, eps):
+    y = torch.nn.functional.batch_norm(z, None, None, gamma, beta, True, 0.0, eps)
+    return torch.nn.functional.prelu(y, slope)
+
+
+def _self_check() -> str:
+    """'' if the kernel matches PyTorch's BatchNorm + PReLU (values and gradients) on small problems."""
+    g = torch.Generator().manual_seed(0)
+    for c, per_channel in ((37, True), (19, False)):
+        z = torch.randn(53, c, generator=g) * 3 + 1
+        gamma, beta = torch.rand(c, generator=g) + 0.5, torch.randn(c, generator=g)
+        slope = torch.rand(c if per_channel else 1, generator=g) * 0.5
+        grad = torch.randn(53, c, generator=g)
+        out, mean, invstd, _ = forward(z, gamma, beta, slope, 1e-5)
+        leaves = [t.clone().requires_grad_() for t in (z, gamma, beta, slope)]
+        ref = _reference(*leaves, 1e-5)
+        ref.backward(grad)
+        if not torch.allclose(out, ref.detach(), atol=1e-4):
+            return "forward values"
+        got = backward(grad, z, gamma, beta, slope, mean, invstd)
+        for name, a, leaf in zip(("z", "gamma", "beta", "slope"), got, leaves):
+            if not torch.allclose(a, leaf.grad, atol=1e-3, rtol=1e-4):
+                return f"gradient of {name}"
+    return ""
