@@ -92,7 +92,7 @@ def _trajectory_table(d: dict) -> str:
         w = _final_weights(run)
         e = run["embedding"][-1]
         lines.append(
-            f"| {run['spec']['loss']} L={run['spec']['num_layers']} k={run['spec']['k']:g} | {_alpha(run)} | {run['epochs'][-1]} | "
+            f"| {d['folder']}: {run['spec']['loss']} L={run['spec']['num_layers']} k={run['spec']['k']:g} | {_alpha(run)} | {run['epochs'][-1]} | "
             f"{run['loss'][-1]:.4g} | {', '.join(str(sum(s < 0.5 for s in layer)) for layer in w)} | "
             f"{', '.join(str(sum(s < COLLAPSED for s in layer)) for layer in w)} | {', '.join(_g(min(layer)) for layer in w)} | "
             f"{_range(s for layer in w for s in layer)} | {sum(v < COLLAPSED for v in e)} of {len(e)} | {_range(e)} |"
