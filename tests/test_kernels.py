@@ -1,6 +1,7 @@
 """The compiled BatchNorm → PReLU kernel against PyTorch's own modules, and its fallback."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -163,3 +164,14 @@ def test_first_use_under_no_grad_still_builds_and_checks(tmp_path):
     done = _run(code, BGRL_WERANK_CACHE=str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "ok"] or "no C compiler" in done.stdout
+
+
+def test_a_failing_build_falls_back_and_names_the_compiler_error(tmp_path):
+    if shutil.which("cc") is None:
+        pytest.skip("no cc on this machine")
+    done = _run(_FALLBACK.format(path=str(tmp_path / "x.pt")), CC="cc --no-such-option-here",
+                BGRL_WERANK_CACHE=str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("'cc --no-such-option-here' failed:")
+    assert done.stderr.count("kernel is not used") == 1
+    assert not list((tmp_path / "cache").rglob("*.so"))  # nothing half-written is left to load

@@ -30,6 +30,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import subprocess
 import tempfile
 import warnings
@@ -54,11 +55,11 @@ def _cpu_id() -> str:
 
 
 def _build(cache: Path) -> Path:
-    cc = os.environ.get("CC", "cc")
+    cc = shlex.split(os.environ.get("CC") or "cc")  # $CC may carry flags, e.g. "gcc -m64"
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as e:
-        raise RuntimeError(f"no C compiler ('{cc}': {e})") from None
+        raise RuntimeError(f"no C compiler ('{' '.join(cc)}': {e})") from None
     key = hashlib.sha256("\0".join([SOURCE.read_text(), *_FLAGS, version, _cpu_id(), platform.machine()]).encode())
     target = cache / f"bn_prelu-{key.hexdigest()[:16]}.so"
     if target.is_file():
@@ -68,10 +69,10 @@ def _build(cache: Path) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
     os.close(fd)
     try:
-        done = subprocess.run([cc, *_FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*cc, *_FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["(no message)"])[0]
-            raise RuntimeError(f"'{cc}' failed: {first[:200]}")
+            raise RuntimeError(f"'{' '.join(cc)}' failed: {first[:200]}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
