@@ -16,12 +16,12 @@ because it is measurably faster (2 threads, this project's VM, the layer alone, 
 * Whole epochs, interleaved with the PyTorch path (``benchmarks.bench_epoch --against``): NOTES.md.
 
 The C file is compiled with the system C compiler (``$CC``, else ``cc``) into a per-user cache
-(``kernels/`` under ``$BGRL_WERANK_CACHE``, else under ``~/.cache/bgrl_werank``), keyed by the source, the flags, the
-compiler's version and the CPU, and loaded with :mod:`ctypes`; it links the OpenMP runtime that
+(``kernels/`` under ``$BGRL_WERANK_CACHE``, else under ``~/.cache/bgrl_werank``), keyed by the
+source, the flags, the compiler's version and the CPU, and loaded with :mod:`ctypes`; it links the OpenMP runtime that
 PyTorch has already loaded. Before it is used it must agree with the PyTorch path on a small
 problem. Without a compiler, with ``BGRL_WERANK_KERNELS=0``, or if anything in building, loading or
 that check fails, :func:`available` is False and the encoder computes the same layer with PyTorch
-operators (one warning says why).
+operators (one warning says why, unless it was turned off).
 """
 
 from __future__ import annotations
