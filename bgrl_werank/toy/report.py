@@ -62,12 +62,12 @@ def _alpha(run: dict) -> str:
 
 
 def runtime_table(loaded: dict[str, dict]) -> str:
-    lines = ["| figure | command | epochs | training time |", "|---|---|---|---|"]
+    rows = []
     for label, folder, command in RUNS:
         d = loaded[folder]
-        epochs = d["runs"][0]["epochs"][-1]
-        lines.append(f"| {label} | `{command}` | {f'{epochs:,}'.replace(',', ' ')} | {d['summary']['seconds']:.1f} s |")
-    return "\n".join(lines) + "\n"
+        epochs = f"{d['runs'][0]['epochs'][-1]:,}".replace(",", " ")
+        rows.append([label, f"`{command}`", epochs, f"{d['summary']['seconds']:.1f} s"])
+    return _table(["figure", "command", "epochs", "training time"], rows)
 
 
 def _stays_from(epochs: list[int], ok: list[bool]) -> int | None:
@@ -81,23 +81,38 @@ def _stays_from(epochs: list[int], ok: list[bool]) -> int | None:
     return first
 
 
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _per_layer(weights: list[list[float]], cell) -> str:
+    return ", ".join(cell(layer) for layer in weights)
+
+
+def _count_below(values, threshold: float) -> int:
+    return sum(v < threshold for v in values)
+
+
+def _all_sv(weights: list[list[float]]) -> list[float]:
+    return [s for layer in weights for s in layer]
+
+
 def _trajectory_table(d: dict) -> str:
     """Figures 1, 4, 5: one row per run (without / with WERank)."""
-    lines = [
-        f"| run | WERank α | epochs | final SSL loss | weight σ < 0.5 per layer | weight σ < {COLLAPSED:g} per layer | "
-        f"smallest weight σ per layer | all weight σ | embedding eigenvalues < {COLLAPSED:g} | embedding eigenvalues |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["run", "WERank α", "epochs", "final SSL loss", "weight σ < 0.5 per layer", f"weight σ < {COLLAPSED:g} per layer",
+              "smallest weight σ per layer", "all weight σ", f"embedding eigenvalues < {COLLAPSED:g}", "embedding eigenvalues"]
+    rows = []
     for run in d["runs"]:
-        w = _final_weights(run)
-        e = run["embedding"][-1]
-        lines.append(
-            f"| {d['folder']}: {run['spec']['loss']} L={run['spec']['num_layers']} k={run['spec']['k']:g} | {_alpha(run)} | {run['epochs'][-1]} | "
-            f"{run['loss'][-1]:.4g} | {', '.join(str(sum(s < 0.5 for s in layer)) for layer in w)} | "
-            f"{', '.join(str(sum(s < COLLAPSED for s in layer)) for layer in w)} | {', '.join(_g(min(layer)) for layer in w)} | "
-            f"{_range(s for layer in w for s in layer)} | {sum(v < COLLAPSED for v in e)} of {len(e)} | {_range(e)} |"
-        )
-    return "\n".join(lines) + "\n"
+        w, e, spec = _final_weights(run), run["embedding"][-1], run["spec"]
+        rows.append([
+            f"{d['folder']}: {spec['loss']} L={spec['num_layers']} k={spec['k']:g}", _alpha(run), str(run["epochs"][-1]),
+            f"{run['loss'][-1]:.4g}", _per_layer(w, lambda l: str(_count_below(l, 0.5))),
+            _per_layer(w, lambda l: str(_count_below(l, COLLAPSED))), _per_layer(w, lambda l: _g(min(l))),
+            _range(_all_sv(w)), f"{_count_below(e, COLLAPSED)} of {len(e)}", _range(e),
+        ])
+    return _table(header, rows)
 
 
 def _trajectory_notes(figure: int, d: dict) -> list[str]:
@@ -111,7 +126,7 @@ def _trajectory_notes(figure: int, d: dict) -> list[str]:
             band = f"above {lo:g}" if hi is None else f"in [{lo:g}, {hi:g}]"
             notes.append(f"with WERank, every weight σ is {band} from epoch {first} on" if first is not None
                          else f"with WERank, the weight σ are not all {band} at the end")
-    if figure == 1 and len(without["epochs"]) and without["epochs"][-1] > 1000 and 1000 in without["epochs"]:
+    if figure == 1 and without["epochs"][-1] > 1000 and 1000 in without["epochs"]:
         i = without["epochs"].index(1000)
         last = without["weights"][-1]
         notes.append(f"without WERank, W{len(without['weights'])}'s smallest σ: {_g(min(last[i]))} at epoch 1000, "
@@ -119,15 +134,14 @@ def _trajectory_notes(figure: int, d: dict) -> list[str]:
     if figure == 4:
         w1, epochs = without["weights"][0], without["epochs"]
         at = epochs.index(20) if 20 in epochs else 1
-        low = sorted(range(len(w1[at])), key=lambda r: w1[at][r])
-        low = [r for r in low if w1[at][r] < 0.1]
-        # singular values are sorted at every record; follow the r-th smallest through training
+        low = _count_below(w1[at], 0.1)
+        # follow the r-th smallest singular value through training
         parts = []
-        for rank in range(len(low)):
+        for rank in range(low):
             col = [sorted(s)[rank] for s in w1]
             first = _stays_from(epochs, [v >= 0.1 for v in col])
             parts.append(f"the {_ordinal(rank + 1)} smallest from epoch {first} on" if first is not None else f"the {_ordinal(rank + 1)} smallest never")
-        notes.append(f"without WERank, {len(low)} σ of W1 are below 0.1 at epoch {epochs[at]}; above 0.1 to the end: " + "; ".join(parts))
+        notes.append(f"without WERank, {low} σ of W1 are below 0.1 at epoch {epochs[at]}; above 0.1 to the end: " + "; ".join(parts))
     if figure == 5:
         w1 = without["weights"][0]
         notes.append(f"without WERank, W1's largest σ: {_g(max(w1[0]))} at epoch 0, {_g(max(w1[-1]))} at epoch {without['epochs'][-1]}")
@@ -139,32 +153,29 @@ def _ordinal(n: int) -> str:
 
 
 def _depth_table(d: dict) -> str:
-    lines = [
-        f"| depth L | WERank α | final SSL loss | embedding eigenvalues < {COLLAPSED:g} | embedding eigenvalues | "
-        f"weight σ < {COLLAPSED:g} per layer | all weight σ |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    header = ["depth L", "WERank α", "final SSL loss", f"embedding eigenvalues < {COLLAPSED:g}", "embedding eigenvalues",
+              f"weight σ < {COLLAPSED:g} per layer", "all weight σ"]
+    rows = []
     for run in d["runs"]:
         w, e = _final_weights(run), run["embedding"][-1]
-        lines.append(
-            f"| {run['spec']['num_layers']} | {_alpha(run)} | {run['loss'][-1]:.4g} | {sum(v < COLLAPSED for v in e)} of {len(e)} | "
-            f"{_range(e)} | {', '.join(str(sum(s < COLLAPSED for s in layer)) for layer in w)} | {_range(s for layer in w for s in layer)} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append([
+            str(run["spec"]["num_layers"]), _alpha(run), f"{run['loss'][-1]:.4g}", f"{_count_below(e, COLLAPSED)} of {len(e)}",
+            _range(e), _per_layer(w, lambda l: str(_count_below(l, COLLAPSED))), _range(_all_sv(w)),
+        ])
+    return _table(header, rows)
 
 
 def _noise_table(d: dict) -> str:
-    lines = [
-        "| loss | k | WERank α | final SSL loss | σ < 1e-7 | σ < 0.005 | σ in [0.9, 1.1] | 8 smallest σ (noisy directions) | 8 largest σ |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["loss", "k", "WERank α", "final SSL loss", "σ < 1e-7", "σ < 0.005", "σ in [0.9, 1.1]",
+              "8 smallest σ (noisy directions)", "8 largest σ"]
+    rows = []
     for run in d["runs"]:
-        s = sorted(s for layer in _final_weights(run) for s in layer)
-        lines.append(
-            f"| {run['spec']['loss']} | {run['spec']['k']:g} | {_alpha(run)} | {run['loss'][-1]:.4g} | {sum(v < 1e-7 for v in s)} | "
-            f"{sum(v < 0.005 for v in s)} | {sum(0.9 <= v <= 1.1 for v in s)} | {_range(s[:8])} | {_range(s[-8:])} |"
-        )
-    return "\n".join(lines) + "\n"
+        s = sorted(_all_sv(_final_weights(run)))
+        rows.append([
+            run["spec"]["loss"], f"{run['spec']['k']:g}", _alpha(run), f"{run['loss'][-1]:.4g}", str(_count_below(s, 1e-7)),
+            str(_count_below(s, 0.005)), str(sum(0.9 <= v <= 1.1 for v in s)), _range(s[:8]), _range(s[-8:]),
+        ])
+    return _table(header, rows)
 
 
 def figure_block(figure: int, loaded: dict[str, dict]) -> str:
@@ -184,7 +195,7 @@ def figure_block(figure: int, loaded: dict[str, dict]) -> str:
     return f"Generated from {', '.join('`runs/toy/' + f + '`' for f in FIGURE_FOLDERS[figure])} (final values unless stated):\n\n" + "\n".join(parts)
 
 
-def spectra_details(runs: Path, loaded: dict[str, dict]) -> str:
+def spectra_details(runs: Path) -> str:
     out = []
     for _, folder, _ in RUNS:
         md = (runs / folder / "summary.md").read_text().strip().splitlines()
@@ -200,7 +211,7 @@ def build(runs: str | Path = "runs/toy") -> dict[str, str]:
     blocks = {"toy-runtimes": runtime_table(loaded)}
     for figure in FIGURE_FOLDERS:
         blocks[f"toy-fig{figure}"] = figure_block(figure, loaded)
-    blocks["toy-spectra"] = spectra_details(runs, loaded)
+    blocks["toy-spectra"] = spectra_details(runs)
     return blocks
 
 
