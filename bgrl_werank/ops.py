@@ -214,12 +214,28 @@ def batch_norm_after_bias(z: Tensor, bias: Tensor | None, norm: nn.BatchNorm1d) 
     over it in the backward pass, per layer and view. Eval mode, or a BatchNorm without batch
     statistics, takes the ordinary path.
     """
-    if bias is None or not (norm.training or norm.running_mean is None) or norm.momentum is None or z.dim() != 2:
+    if bias is None or not _uses_batch_statistics(z, norm):
         return norm(z if bias is None else z + bias)
+    rm, rv = _count_batch(z, norm)
+    return _BatchNormAfterBias.apply(z, bias, norm.weight, norm.bias, rm, rv, norm.momentum, norm.eps)
+
+
+def _uses_batch_statistics(z: Tensor, norm: nn.BatchNorm1d) -> bool:
+    """Whether ``norm`` normalises the 2-D ``z`` by its batch statistics with an exponential running
+    average (the case the hand-written BatchNorm paths cover; anything else is ``norm`` itself)."""
+    return (norm.training or norm.running_mean is None) and norm.momentum is not None and z.dim() == 2
+
+
+def _count_batch(z: Tensor, norm: nn.BatchNorm1d) -> tuple[Tensor | None, Tensor | None]:
+    """What ``nn.BatchNorm1d`` does before normalising by batch statistics: refuse a single row,
+    count the batch; returns the running statistics to update (None, None if it keeps none)."""
+    if z.size(0) == 1:
+        raise ValueError(f"BatchNorm with batch statistics needs more than 1 value per channel, got input of size {tuple(z.shape)}")
     if norm.track_running_stats and norm.num_batches_tracked is not None:
         norm.num_batches_tracked.add_(1)
-    rm, rv = (norm.running_mean, norm.running_var) if norm.track_running_stats else (None, None)
-    return _BatchNormAfterBias.apply(z, bias, norm.weight, norm.bias, rm, rv, norm.momentum, norm.eps)
+    return (norm.running_mean, norm.running_var) if norm.track_running_stats else (None, None)
+
+
 
 
 class _BatchNormPReLU(torch.autograd.Function):
@@ -254,20 +270,16 @@ class _BatchNormPReLU(torch.autograd.Function):
 def batch_norm_prelu(z: Tensor, bias: Tensor | None, norm: nn.BatchNorm1d, act: nn.PReLU) -> Tensor:
     """``act(norm(z + bias))``: an encoder layer's BatchNorm and PReLU, fused where possible.
 
-    In training mode (batch statistics), for a contiguous float32 (N, C) ``z`` with N > 1, an affine
+    With batch statistics (training mode), for a contiguous float32 (N, C) ``z``, an affine
     ``norm`` and a PReLU with one slope or C, this is the compiled kernel of
     :mod:`bgrl_werank.kernels` (when it is available): the same values and gradients as the two
     modules (tested), the bias handled as in :func:`batch_norm_after_bias`. Otherwise it is
     ``act(batch_norm_after_bias(z, bias, norm))``.
     """
-    if norm.training and z.dim() == 2 and z.size(0) == 1:
-        raise ValueError(f"BatchNorm in training mode needs more than 1 value per channel, got input of size {tuple(z.shape)}")
     slope = act.weight
     fused = (
-        norm.training
+        _uses_batch_statistics(z, norm)
         and norm.affine
-        and norm.momentum is not None
-        and z.dim() == 2
         and z.dtype == torch.float32
         and z.is_contiguous()
         and slope.numel() in (1, z.size(1))
@@ -275,9 +287,7 @@ def batch_norm_prelu(z: Tensor, bias: Tensor | None, norm: nn.BatchNorm1d, act: 
     )
     if not fused:
         return act(batch_norm_after_bias(z, bias, norm))
-    if norm.track_running_stats and norm.num_batches_tracked is not None:
-        norm.num_batches_tracked.add_(1)
-    rm, rv = (norm.running_mean, norm.running_var) if norm.track_running_stats else (None, None)
+    rm, rv = _count_batch(z, norm)
     return _BatchNormPReLU.apply(z, bias, norm.weight, norm.bias, slope, rm, rv, norm.momentum, norm.eps)
 
 
