@@ -127,6 +127,11 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _layer_params(gamma: torch.Tensor, beta: torch.Tensor, slope: torch.Tensor, c: int):
+    """The BatchNorm and PReLU parameters as the kernel reads them: contiguous, c slopes."""
+    return gamma.detach().contiguous(), beta.detach().contiguous(), slope.detach().reshape(-1).expand(c).contiguous()
+
+
 def forward(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, slope: torch.Tensor, eps: float):
     """``prelu(batch_norm(z))`` in training mode; returns (out, mean, invstd, biased var), all float32.
 
@@ -135,8 +140,7 @@ def forward(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, slope: tor
     n, c = z.shape
     out = torch.empty_like(z)
     mean, invstd, var = (torch.empty(c, dtype=z.dtype) for _ in range(3))
-    gamma, beta = gamma.detach().contiguous(), beta.detach().contiguous()
-    slope = slope.detach().reshape(-1).expand(c).contiguous()  # the kernel reads c slopes
+    gamma, beta, slope = _layer_params(gamma, beta, slope, c)
     rc = _LIB.bnp_forward(_ptr(z), n, c, _ptr(gamma), _ptr(beta), _ptr(slope), float(eps), torch.get_num_threads(),
                           _ptr(out), _ptr(mean), _ptr(invstd), _ptr(var))
     if rc != 0:
@@ -153,8 +157,7 @@ def backward(grad: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor, beta: tor
     grad_gamma, grad_beta = torch.empty(c, dtype=z.dtype), torch.empty(c, dtype=z.dtype)
     grad_slope = torch.empty(slope.shape, dtype=z.dtype)
     per_channel = int(slope.numel() == c and c > 1)
-    gamma, beta = gamma.detach().contiguous(), beta.detach().contiguous()
-    slope = slope.detach().reshape(-1).expand(c).contiguous()  # the kernel reads c slopes
+    gamma, beta, slope = _layer_params(gamma, beta, slope, c)
     rc = _LIB.bnp_backward(_ptr(grad), _ptr(z), n, c, _ptr(gamma), _ptr(beta), _ptr(slope), per_channel,
                            _ptr(mean), _ptr(invstd), torch.get_num_threads(), _ptr(grad_z), _ptr(grad_gamma),
                            _ptr(grad_beta), _ptr(grad_slope))

@@ -144,7 +144,7 @@ static void backward_sums(const float *restrict grad, const float *restrict z, i
 /* Pass 2 of the backward pass over rows [lo, hi): grad_z. */
 static void backward_input(const float *restrict grad, const float *restrict z, int64_t lo, int64_t hi, int64_t c,
                            const float *restrict scale, const float *restrict shift, const float *restrict slope,
-                           const float *restrict mean, const float *restrict k, const float *restrict gmean,
+                           const float *restrict mean, const float *restrict gmean,
                            const float *restrict proj, float *restrict grad_z) {
     for (int64_t i = lo; i < hi; ++i) {
         const float *restrict g = grad + i * c, *restrict row = z + i * c;
@@ -152,7 +152,7 @@ static void backward_input(const float *restrict grad, const float *restrict z, 
         for (int64_t j = 0; j < c; ++j) {
             float y = fmaf(row[j], scale[j], shift[j]);
             float gy = y > 0.0f ? g[j] : slope[j] * g[j];
-            gz[j] = k[j] * (gy - gmean[j] - (row[j] - mean[j]) * proj[j]);
+            gz[j] = scale[j] * (gy - gmean[j] - (row[j] - mean[j]) * proj[j]);  /* scale = gamma * invstd */
         }
     }
 }
@@ -171,10 +171,10 @@ int bnp_backward(const float *restrict grad, const float *restrict z, int64_t n,
                  float *restrict grad_z, float *restrict grad_gamma, float *restrict grad_beta,
                  float *restrict grad_slope) {
     double *acc = alloc_acc(nthreads, 3, c);
-    float *cst = (float *)malloc(5 * (size_t)c * sizeof(float));
+    float *cst = (float *)malloc(4 * (size_t)c * sizeof(float));
     float *part = (float *)malloc((size_t)nthreads * 3 * (size_t)c * sizeof(float));
     if (!acc || !cst || !part) { free(acc); free(cst); free(part); return 1; }
-    float *scale = cst, *shift = cst + c, *k = cst + 2 * c, *proj = cst + 3 * c, *gmean = cst + 4 * c;
+    float *scale = cst, *shift = cst + c, *proj = cst + 2 * c, *gmean = cst + 3 * c;
     for (int64_t j = 0; j < c; ++j) {
         scale[j] = gamma[j] * invstd[j];
         shift[j] = beta[j] - mean[j] * scale[j];
@@ -212,7 +212,6 @@ int bnp_backward(const float *restrict grad, const float *restrict z, int64_t n,
         grad_gamma[j] = (float)(sgz * invstd[j]);
         if (per_channel) grad_slope[j] = (float)sa;
         else slope_total += sa;
-        k[j] = gamma[j] * invstd[j];
         proj[j] = (float)(sgz * (double)invstd[j] * (double)invstd[j] / (double)n);
         gmean[j] = (float)(sg / (double)n);
     }
@@ -225,7 +224,7 @@ int bnp_backward(const float *restrict grad, const float *restrict z, int64_t n,
             int t = omp_get_thread_num(), nt = omp_get_num_threads();
             int64_t lo, hi;
             row_block(n, t, nt, &lo, &hi);
-            backward_input(grad, z, lo, hi, c, scale, shift, slope, mean, k, gmean, proj, grad_z);
+            backward_input(grad, z, lo, hi, c, scale, shift, slope, mean, gmean, proj, grad_z);
         }
     }
     free(acc);
