@@ -45,6 +45,29 @@ def test_profiled_step_puts_time_in_every_category_it_runs():
     assert 0 < row["gmacs_dense_per_step"] < row["gmacs_per_step"]
 
 
+def test_parts_replay_records_every_sparse_product_and_kernel_call_of_a_step():
+    # The floor's parts are the step's own calls: per view and layer, two forward products (online,
+    # target) and one backward product through the adjacency, and for the sparse first layer also
+    # two forward products X·Wᵀ and one weight gradient Xᵀ·G; the kernel runs once per layer and pass
+    # (online and target forward, online backward).
+    threads = torch.get_num_threads()
+    spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True,
+            "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
+                          "werank.enabled=true", "model.layer_sizes=[32, 16, 8]"]}
+    try:
+        row = run_epochs(spec)
+    finally:
+        torch.set_num_threads(threads)
+    from bgrl_werank import kernels
+
+    layers, views = 3, 2
+    assert row["sparse_products_calls"] == views * (3 * layers + 3)
+    assert row["bn_prelu_kernel_calls"] == (views * layers * 3 if kernels.available() else 0)
+    assert row["sparse_products_alone_s"] > 0
+    dense_floor = 2 * row["gmacs_dense_per_step"] / row["gemm_gflops_measured"]
+    assert row["floor_s_products"] == pytest.approx(dense_floor + row["sparse_products_alone_s"], abs=2e-4)
+
+
 @pytest.mark.parametrize("sparse", [True, False])
 def test_dense_multiply_adds_counted_by_hand(sparse):
     # Two views, no edges: layer sizes 8 → 6 → 4, predictor 5, n = 10 nodes, WERank on the encoder.
