@@ -303,6 +303,11 @@ class _PReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
+        if x.dtype == torch.float32 and x.is_contiguous() and kernels.available():
+            # the compiled one-pass backward (bgrl_werank.kernels): reads grad and x once, where the
+            # operators below make three (one slope) or five passes
+            grad_x, grad_w = kernels.prelu_backward(grad, x, weight, ctx.needs_input_grad[0])
+            return grad_x, grad_w if ctx.needs_input_grad[1] else None
         if weight.numel() == 1:
             # One slope (BGRL's predictor): ∂x is leaky_relu's gradient for slope a (one pass:
             # x > 0 ? grad : grad·a, the same test and the same single rounding), ∂a one dot product

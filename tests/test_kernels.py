@@ -175,3 +175,47 @@ def test_a_failing_build_falls_back_and_names_the_compiler_error(tmp_path):
     assert done.stdout.strip().startswith("'cc --no-such-option-here' failed:")
     assert done.stderr.count("kernel is not used") == 1
     assert not list((tmp_path / "cache").rglob("*.so"))  # nothing half-written is left to load
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n,c,slopes", [(1, 1, 1), (7, 5, 5), (130, 37, 1), (1000, 512, 1), (300, 64, 64)])
+def test_prelu_backward_matches_torch(n, c, slopes, threads):
+    need_kernel()
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(n * c)
+        x = torch.randn(n, c, generator=g)
+        x[0, : (c + 1) // 2] = 0.0  # the kink: PyTorch takes slope a's branch at x = 0
+        a = (torch.rand(slopes, generator=g) - 0.3).requires_grad_()  # some slopes negative
+        grad = torch.randn(n, c, generator=g)
+        xr = x.clone().requires_grad_()
+        torch.nn.functional.prelu(xr, a).backward(grad)
+        grad_x, grad_a = kernels.prelu_backward(grad, x, a.detach())
+        assert torch.equal(grad_x, xr.grad)  # the same branch and the same single rounding
+        assert grad_a.shape == a.shape
+        torch.testing.assert_close(grad_a, a.grad, rtol=1e-5, atol=1e-5)
+        none_x, grad_a2 = kernels.prelu_backward(grad, x, a.detach(), need_input_grad=False)
+        assert none_x is None and torch.equal(grad_a2, grad_a)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_prelu_operator_gives_the_same_gradients_with_and_without_the_kernel(monkeypatch):
+    need_kernel()
+    from bgrl_werank.ops import prelu
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(257, 96, generator=g)
+    grad = torch.randn(257, 96, generator=g)
+    results = []
+    for use_kernel in (True, False):
+        monkeypatch.setattr(kernels, "available", lambda use=use_kernel: use)
+        for slopes in (1, 96):
+            xs = x.clone().requires_grad_()
+            a = torch.full((slopes,), 0.25).requires_grad_()
+            out = prelu(xs, a)
+            results.append((out.detach(), *torch.autograd.grad(out, (xs, a), grad)))
+    for fused, plain in zip(results[:2], results[2:]):
+        assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
+        torch.testing.assert_close(fused[2], plain[2], rtol=1e-5, atol=1e-4)

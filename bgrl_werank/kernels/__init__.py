@@ -88,6 +88,8 @@ def _load() -> ctypes.CDLL:
     lib.bnp_forward.restype = i
     lib.bnp_backward.argtypes = [f, f, i64, i64, f, f, f, i, f, f, i, f, f, f, f]
     lib.bnp_backward.restype = i
+    lib.prelu_backward.argtypes = [f, f, i64, i64, f, i, i, f, f]
+    lib.prelu_backward.restype = i
     return lib
 
 
@@ -166,6 +168,25 @@ def backward(grad: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor, beta: tor
     return grad_z, grad_gamma, grad_beta, grad_slope
 
 
+def prelu_backward(grad: torch.Tensor, x: torch.Tensor, slope: torch.Tensor, need_input_grad: bool = True):
+    """Gradients (x, slope) of ``F.prelu(x, slope)`` for a contiguous 2-D float32 ``x``, in one pass.
+
+    ``slope`` has 1 or C values; its gradient has ``slope``'s shape. The input gradient is None when
+    not needed.
+    """
+    n, c = x.shape
+    grad = grad.contiguous()
+    grad_x = torch.empty_like(x) if need_input_grad else None
+    grad_slope = torch.empty(slope.shape, dtype=x.dtype)
+    per_channel = int(slope.numel() == c and c > 1)
+    rate = slope.detach().reshape(-1).expand(c).contiguous()
+    rc = _LIB.prelu_backward(_ptr(grad), _ptr(x), n, c, _ptr(rate), per_channel, torch.get_num_threads(),
+                             _ptr(grad_x), _ptr(grad_slope))
+    if rc != 0:
+        raise MemoryError("prelu backward: out of memory")
+    return grad_x, grad_slope
+
+
 def _reference(z, gamma, beta, slope, eps):
     y = torch.nn.functional.batch_norm(z, None, None, gamma, beta, True, 0.0, eps)
     return torch.nn.functional.prelu(y, slope)
@@ -189,4 +210,9 @@ def _self_check() -> str:
         for name, a, leaf in zip(("z", "gamma", "beta", "slope"), got, leaves):
             if not torch.allclose(a, leaf.grad, atol=1e-3, rtol=1e-4):
                 return f"gradient of {name}"
+        x, a = leaves[0].detach().clone().requires_grad_(), slope.clone().requires_grad_()
+        torch.nn.functional.prelu(x, a).backward(grad)
+        for name, got_, want in zip(("x", "slope"), prelu_backward(grad, x.detach(), a.detach()), (x.grad, a.grad)):
+            if not torch.allclose(got_, want, atol=1e-3, rtol=1e-4):
+                return f"PReLU gradient of {name}"
     return ""

@@ -232,3 +232,65 @@ int bnp_backward(const float *restrict grad, const float *restrict z, int64_t n,
     free(part);
     return 0;
 }
+
+/* PReLU alone (the predictor's), backward, rows [lo, hi): grad_x (may be NULL) and each column's
+ * sum over x <= 0 of grad * x into pa. */
+static void prelu_rows(const float *restrict grad, const float *restrict x, int64_t lo, int64_t hi, int64_t c,
+                       const float *restrict slope, float *restrict grad_x, float *restrict pa) {
+    for (int64_t i = lo; i < hi; ++i) {
+        const float *restrict g = grad + i * c, *restrict row = x + i * c;
+        float *restrict gx = grad_x + i * c;
+        for (int64_t j = 0; j < c; ++j) {
+            int pos = row[j] > 0.0f;
+            gx[j] = pos ? g[j] : slope[j] * g[j];
+            pa[j] += pos ? 0.0f : g[j] * row[j];
+        }
+    }
+}
+
+static void prelu_rows_no_input(const float *restrict grad, const float *restrict x, int64_t lo, int64_t hi,
+                                int64_t c, float *restrict pa) {
+    for (int64_t i = lo; i < hi; ++i) {
+        const float *restrict g = grad + i * c, *restrict row = x + i * c;
+        for (int64_t j = 0; j < c; ++j) pa[j] += row[j] > 0.0f ? 0.0f : g[j] * row[j];
+    }
+}
+
+/* Backward of y = prelu(x) for a row-major (n, c) x in one pass over grad and x:
+ *   grad_x = grad where x > 0, else slope * grad   (grad_x may be NULL: not needed);
+ *   grad_slope = sum over x <= 0 of grad * x, per column (per_channel) or in total (1 value).
+ * slope always has c values (a single slope is passed repeated). Sums as in the BatchNorm kernel:
+ * float over blocks of BLOCK rows, the blocks and threads in double. Returns 0, or 1 if memory ran out. */
+int prelu_backward(const float *restrict grad, const float *restrict x, int64_t n, int64_t c,
+                   const float *restrict slope, int per_channel, int nthreads,
+                   float *restrict grad_x, float *restrict grad_slope) {
+    double *acc = alloc_acc(nthreads, 1, c);
+    float *part = (float *)malloc((size_t)nthreads * (size_t)c * sizeof(float));
+    if (!acc || !part) { free(acc); free(part); return 1; }
+#pragma omp parallel num_threads(nthreads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t lo, hi;
+        row_block(n, t, nt, &lo, &hi);
+        double *sa = acc + (size_t)t * c;
+        float *restrict pa = part + (size_t)t * c;
+        for (int64_t b = lo; b < hi; b += BLOCK) {
+            int64_t e = b + BLOCK < hi ? b + BLOCK : hi;
+            for (int64_t j = 0; j < c; ++j) pa[j] = 0.0f;
+            if (grad_x) prelu_rows(grad, x, b, e, c, slope, grad_x, pa);
+            else prelu_rows_no_input(grad, x, b, e, c, pa);
+            for (int64_t j = 0; j < c; ++j) sa[j] += pa[j];
+        }
+    }
+    double total = 0.0;
+    for (int64_t j = 0; j < c; ++j) {
+        double s = 0.0;
+        for (int t = 0; t < nthreads; ++t) s += acc[(size_t)t * c + j];
+        if (per_channel) grad_slope[j] = (float)s;
+        else total += s;
+    }
+    if (!per_channel) grad_slope[0] = (float)total;
+    free(acc);
+    free(part);
+    return 0;
+}
