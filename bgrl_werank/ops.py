@@ -8,7 +8,8 @@
   (``leaky_relu_backward`` and a dot product for one slope, ``threshold_backward`` and ``addcmul``
   per channel); PyTorch's own ``_prelu_kernel_backward`` was 3–5× slower
   on CPU at our shapes (2708×512: 7 ms forward+backward vs ~2 ms, measured on this project's 2-core
-  machine). Same values and gradients as ``torch.nn.PReLU`` (tested).
+  machine); where :mod:`bgrl_werank.kernels` is built, the backward is its one compiled pass
+  instead. Same values and gradients as ``torch.nn.PReLU`` (tested).
 * :func:`batch_norm_prelu` — an encoder layer's BatchNorm and PReLU as one compiled kernel
   (:mod:`bgrl_werank.kernels`) where it can be built, else the two steps above and below.
 * :func:`linear` / :class:`FastLinear` — ``x·wᵀ + b`` whose forward product and input gradient run

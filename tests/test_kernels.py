@@ -219,3 +219,31 @@ def test_prelu_operator_gives_the_same_gradients_with_and_without_the_kernel(mon
     for fused, plain in zip(results[:2], results[2:]):
         assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
         torch.testing.assert_close(fused[2], plain[2], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kept", ["some", "all", "none"])
+def test_feature_mask_compaction_matches_the_torch_path(monkeypatch, threads, kept):
+    need_kernel()
+    from bgrl_werank.augment import MaskableCSR
+
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(203, 57, generator=g) < 0.1) * torch.rand(203, 57, generator=g)
+    x[17] = 0.0  # an empty row
+    features = MaskableCSR(x.to_sparse_csr())
+    keep = {"some": torch.rand(57, generator=g) >= 0.4, "all": torch.ones(57, dtype=torch.bool),
+            "none": torch.zeros(57, dtype=torch.bool)}[kept]
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fused = features.masked(keep)
+    finally:
+        torch.set_num_threads(old)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    plain = features.masked(keep)
+    for a, b in ((fused.mat, plain.mat), (fused.mat_t, plain.mat_t)):
+        assert a.shape == b.shape
+        for get in ("crow_indices", "col_indices", "values"):
+            ta, tb = getattr(a, get)(), getattr(b, get)()
+            assert ta.dtype == tb.dtype and torch.equal(ta, tb), get
+    torch.testing.assert_close(fused.mat.to_dense(), x * keep)

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <omp.h>
 
 /* Per-thread double accumulators: `count` arrays of c doubles for each of nthreads threads. */
@@ -293,4 +294,77 @@ int prelu_backward(const float *restrict grad, const float *restrict x, int64_t 
     free(acc);
     free(part);
     return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Column masking of sparse CSR features (the views' feature masking): the entries of the columns
+ * where keep[j] != 0, in their order, and the same for the transpose (whose rows are the columns).
+ * Indices are int32 as MaskableCSR stores them. Each function is two passes: count, then write. */
+
+/* Entries of rows [lo, hi) whose column is kept. */
+static int64_t count_kept(const int32_t *restrict crow, const int32_t *restrict col, const uint8_t *restrict keep,
+                          int64_t lo, int64_t hi) {
+    int64_t kept = 0;
+    for (int64_t k = crow[lo]; k < crow[hi]; ++k) kept += keep[col[k]] != 0;
+    return kept;
+}
+
+/* X (n rows; crow, col, val) -> X with only the kept columns (crow_out n+1 values; col_out,
+ * val_out with room for nnz entries). Returns the number of entries kept, or -1 if memory ran out. */
+int64_t csr_keep_columns(const int32_t *restrict crow, const int32_t *restrict col, const float *restrict val,
+                         int64_t n, const uint8_t *restrict keep, int nthreads,
+                         int32_t *restrict crow_out, int32_t *restrict col_out, float *restrict val_out) {
+    int64_t *start = (int64_t *)calloc((size_t)nthreads + 1, sizeof(int64_t));
+    if (!start) return -1;
+    int used = nthreads; /* the team may be smaller than asked for */
+#pragma omp parallel num_threads(nthreads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t lo, hi;
+        row_block(n, t, nt, &lo, &hi);
+        start[t + 1] = count_kept(crow, col, keep, lo, hi);
+#pragma omp barrier
+#pragma omp single
+        {
+            used = nt;
+            for (int s = 0; s < nt; ++s) start[s + 1] += start[s];
+        }
+        int64_t w = start[t];
+        for (int64_t i = lo; i < hi; ++i) {
+            crow_out[i] = (int32_t)w;
+            for (int64_t k = crow[i]; k < crow[i + 1]; ++k) {
+                int32_t j = col[k];
+                if (keep[j]) {
+                    col_out[w] = j;
+                    val_out[w] = val[k];
+                    ++w;
+                }
+            }
+        }
+    }
+    int64_t total = start[used];
+    crow_out[n] = (int32_t)total;
+    free(start);
+    return total;
+}
+
+/* Xt (f rows = X's columns; crow, col, val) -> Xt with only the kept rows' entries (the others
+ * empty): crow_out f+1 values, col_out/val_out room for nnz. Returns the entries kept. */
+int64_t csr_keep_rows(const int32_t *restrict crow, const int32_t *restrict col, const float *restrict val,
+                      int64_t f, const uint8_t *restrict keep, int nthreads,
+                      int32_t *restrict crow_out, int32_t *restrict col_out, float *restrict val_out) {
+    int64_t w = 0;
+    for (int64_t r = 0; r < f; ++r) {  /* offsets: f is small (features) */
+        crow_out[r] = (int32_t)w;
+        if (keep[r]) w += crow[r + 1] - crow[r];
+    }
+    crow_out[f] = (int32_t)w;
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 64)
+    for (int64_t r = 0; r < f; ++r) {
+        if (!keep[r]) continue;
+        int64_t len = crow[r + 1] - crow[r];
+        memcpy(col_out + crow_out[r], col + crow[r], (size_t)len * sizeof(int32_t));
+        memcpy(val_out + crow_out[r], val + crow[r], (size_t)len * sizeof(float));
+    }
+    return w;
 }
