@@ -304,7 +304,7 @@ class _PReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        if x.dtype == torch.float32 and x.is_contiguous() and kernels.available():
+        if x.dtype == weight.dtype == grad.dtype == torch.float32 and x.is_contiguous() and kernels.available():
             # the compiled one-pass backward (bgrl_werank.kernels): reads grad and x once, where the
             # operators below make three (one slope) or five passes
             grad_x, grad_w = kernels.prelu_backward(grad, x, weight, ctx.needs_input_grad[0])

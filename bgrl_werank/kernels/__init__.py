@@ -248,4 +248,11 @@ def _self_check() -> str:
         for name, got_, want in zip(("x", "slope"), prelu_backward(grad, x.detach(), a.detach()), (x.grad, a.grad)):
             if not torch.allclose(got_, want, atol=1e-3, rtol=1e-4):
                 return f"PReLU gradient of {name}"
+    dense = (torch.rand(23, 11, generator=g) < 0.3) * torch.rand(23, 11, generator=g)
+    keep = torch.rand(11, generator=g) < 0.5
+    csr = dense.to_sparse_csr()
+    csr = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), size=csr.shape)
+    if not (torch.equal(csr_keep(csr, keep, "columns").to_dense(), dense * keep)
+            and torch.equal(csr_keep(csr.t().to_sparse_csr(), keep, "rows").to_dense(), (dense * keep).t())):
+        return "feature masking"
     return ""
