@@ -51,7 +51,7 @@ def test_parts_replay_records_every_sparse_product_and_kernel_call_of_a_step():
     # two forward products X·Wᵀ and one weight gradient Xᵀ·G; the kernel runs once per layer and pass
     # (online and target forward, online backward).
     threads = torch.get_num_threads()
-    spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True,
+    spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True, "werank_ab": 2,
             "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
                           "werank.enabled=true", "model.layer_sizes=[32, 16, 8]"]}
     try:
@@ -66,6 +66,9 @@ def test_parts_replay_records_every_sparse_product_and_kernel_call_of_a_step():
     assert row["sparse_products_alone_s"] > 0
     dense_floor = 2 * row["gmacs_dense_per_step"] / row["gemm_gflops_measured"]
     assert row["floor_s_products"] == pytest.approx(dense_floor + row["sparse_products_alone_s"], abs=2e-4)
+    # the WERank on/off steps ran, and their difference is what the row reports
+    assert row["werank_ab_pairs"] == 2 and row["werank_ab_on_s"] > 0 and row["werank_ab_off_s"] > 0
+    assert row["werank_in_step_s"] == pytest.approx(row["werank_ab_on_s"] - row["werank_ab_off_s"], abs=2e-5)
 
 
 @pytest.mark.parametrize("sparse", [True, False])
