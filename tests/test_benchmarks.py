@@ -67,7 +67,7 @@ def test_parts_replay_records_every_sparse_product_and_kernel_call_of_a_step():
     dense_floor = 2 * row["gmacs_dense_per_step"] / row["gemm_gflops_measured"]
     assert row["floor_s_products"] == pytest.approx(dense_floor + row["sparse_products_alone_s"], abs=2e-4)
     # the WERank on/off steps ran, and their difference is what the row reports
-    assert row["werank_ab_pairs"] == 2 and row["werank_ab_on_s"] > 0 and row["werank_ab_off_s"] > 0
+    assert row["werank_ab_pairs"] >= 2 and row["werank_ab_on_s"] > 0 and row["werank_ab_off_s"] > 0
     assert row["werank_in_step_s"] == pytest.approx(row["werank_ab_on_s"] - row["werank_ab_off_s"], abs=2e-5)
 
 
