@@ -19,6 +19,8 @@ Modes (each measurement runs in its own subprocess, so peak memory is per config
   the model it runs in (:data:`PROFILE_OPERATORS`, :data:`PROFILE_SCOPES`).
 * ``--compare-plain`` — Cora trained with the fast path and with the plain implementation
   (:mod:`bgrl_werank.plain`) from the same seeds: seconds per epoch and public-split accuracy of both.
+* ``--kernels-ab`` — the shipped configs (WERank on) with and without the compiled kernels, steps
+  alternating in one process (:func:`run_kernels_ab`).
 * ``--against REV`` — this working tree against an earlier revision of the project (checked out in a
   temporary git worktree), the same configs, ``--rounds`` processes of each, interleaved. Machines of
   this kind change speed from hour to hour; only an interleaved comparison shows what a change to
@@ -476,6 +478,46 @@ def run_compare(spec: dict) -> dict[str, object]:
 # --------------------------------------------------------------------------------------------------
 
 
+def run_kernels_ab(spec: dict) -> dict[str, object]:
+    """Worker for ``--kernels-ab``: steps with and without the compiled kernels, in one process.
+
+    After the warm-up, steps alternate in the order with, without, without, with, … (the kernels
+    switched off by making :func:`bgrl_werank.kernels.available` say no, so every caller takes its
+    PyTorch path), for at least ``spec['pairs']`` pairs and about 10 s. Between processes this VM
+    drifts by more than the kernels save; step by step in one process it does not.
+    """
+    from bgrl_werank import kernels
+    from bgrl_werank.train.trainer import Trainer, load_graph
+
+    torch.set_num_threads(spec["threads"])
+    cfg = _config(spec)
+    graph = load_graph(cfg)
+    if not kernels.available():
+        return {"mode": spec["mode"], "dataset": cfg.data.name, "error": f"no compiled kernels: {kernels.status()}"}
+    real = kernels.available
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, graph, tmp, progress=False)
+        t = time.perf_counter()
+        for epoch in range(spec["warmup"]):
+            trainer.step(epoch)
+        per_step = (time.perf_counter() - t) / max(1, spec["warmup"])
+        pairs = max(spec["pairs"], min(200, int(10.0 / per_step)))
+        times: dict[bool, list[float]] = {True: [], False: []}
+        try:
+            for i in range(2 * pairs):
+                on = (i % 4) in (0, 3)
+                kernels.available = real if on else (lambda: False)
+                t = time.perf_counter()
+                trainer.step(spec["warmup"] + i)
+                times[on].append(time.perf_counter() - t)
+        finally:
+            kernels.available = real
+    with_k, without = statistics.median(times[True]), statistics.median(times[False])
+    return {"mode": spec["mode"], "dataset": cfg.data.name, "werank": cfg.werank.enabled, "threads": torch.get_num_threads(),
+            "pairs": pairs, "s_step_with_kernels": round(with_k, 5), "s_step_without_kernels": round(without, 5),
+            "speedup": round(without / with_k, 4), "loadavg_1min": round(os.getloadavg()[0], 2)}
+
+
 def _spawn(spec: dict, tree: Path | None = None) -> dict:
     """Run one spec in a fresh process; with ``tree``, against that checkout's ``bgrl_werank``."""
     env = dict(os.environ)
@@ -544,6 +586,10 @@ def specs(args) -> list[dict]:
             big = n >= 1_000_000
             out.append({"mode": "scaling", "overrides": overrides, "threads": args.threads,
                         "warmup": 1 if big else args.warmup, "epochs": 3 if big else min(args.epochs, 20 if n >= 100_000 else args.epochs)})
+    elif args.kernels_ab:
+        for name in args.datasets:
+            out.append({"mode": "kernels-ab", "config": f"configs/{name}.yaml", "threads": args.threads,
+                        "warmup": args.warmup, "pairs": 10, "overrides": ["werank.enabled=true"]})
     elif args.profile:
         for name in args.datasets:
             out.append({"mode": "profile", "config": f"configs/{name}.yaml", "threads": args.threads,
@@ -648,6 +694,22 @@ def markdown() -> str:
                 overhead.append(f"{name} {100 * (on['s_epoch_median'] / off['s_epoch_median'] - 1):+.1f}%")
         if overhead:
             lines += [f"Epoch with WERank on vs off (ratio of medians − 1; each one's min–max range is in the first table): {', '.join(overhead)}.", ""]
+    ab = {r["dataset"]: r for r in _rows(RESULTS / "kernels-ab.jsonl")}
+    if ab:
+        lines += [
+            "What the compiled kernels (`bgrl_werank/kernels/`: the encoder's BatchNorm+PReLU, the predictor's PReLU backward, "
+            "the views' feature masking) save, measured in one process (`--kernels-ab`): after 5 warm-up steps, steps alternate "
+            "with and without them (order with, without, without, with, …), at least 10 pairs and about 10 s of steps; "
+            "WERank on, 2 threads. Between processes this VM drifts by more than the kernels save.", "",
+            "| dataset | pairs of steps | s / step with the kernels (median) | without | speed-up | load average |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in DATASETS:
+            r = ab.get(name)
+            if r:
+                lines.append(f"| {name} | {r['pairs']} | {r['s_step_with_kernels']:.3f} | {r['s_step_without_kernels']:.3f} | "
+                             f"{r['speedup']:.2f}× | {r['loadavg_1min']:.1f} |")
+        lines.append("")
     profiles = {r["dataset"]: r for r in _rows(RESULTS / "profile.jsonl")}
     if profiles:
         cats = list(PROFILE_CATEGORIES)
@@ -764,6 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare-plain", action="store_true", help="fast vs plain implementation on Cora")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds for --compare-plain")
     p.add_argument("--compare-epochs", type=int, default=300, help="epochs per --compare-plain run (default 300, Cora's config)")
+    p.add_argument("--kernels-ab", action="store_true", help="steps with and without the compiled kernels, alternating in one process (WERank on)")
     p.add_argument("--against", metavar="REV", help="time this tree against git revision REV, interleaved (WERank on)")
     p.add_argument("--rounds", type=int, default=3, help="processes per tree for --against (default 3)")
     p.add_argument("--out", help="JSONL file to append to (default benchmarks/results/<mode>.jsonl)")
@@ -774,7 +837,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         spec = json.loads(args.worker)
-        result = run_compare(spec) if spec["mode"] == "compare-plain" else run_epochs(spec)
+        worker = {"compare-plain": run_compare, "kernels-ab": run_kernels_ab}.get(spec["mode"], run_epochs)
+        result = worker(spec)
         print(json.dumps(result), flush=True)
         return 0
     if args.markdown:
@@ -787,7 +851,8 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
         return 0
 
-    mode = "scaling" if args.scaling else "compare-plain" if args.compare_plain else "probe" if args.probe else "profile" if args.profile else "against" if args.against else "epoch"
+    mode = ("scaling" if args.scaling else "compare-plain" if args.compare_plain else "probe" if args.probe else "profile" if args.profile
+            else "kernels-ab" if args.kernels_ab else "against" if args.against else "epoch")
     out = Path(args.out) if args.out else RESULTS / f"{mode}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__}

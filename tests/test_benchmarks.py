@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from benchmarks.bench_epoch import PROFILE_CATEGORIES, profile_category, run_epochs, step_macs
+from benchmarks.bench_epoch import PROFILE_CATEGORIES, profile_category, run_epochs, run_kernels_ab, step_macs
 from .conftest import TINY
 
 
@@ -69,6 +69,25 @@ def test_parts_replay_records_every_sparse_product_and_kernel_call_of_a_step():
     # the WERank on/off steps ran, and their difference is what the row reports
     assert row["werank_ab_pairs"] >= 2 and row["werank_ab_on_s"] > 0 and row["werank_ab_off_s"] > 0
     assert row["werank_in_step_s"] == pytest.approx(row["werank_ab_on_s"] - row["werank_ab_off_s"], abs=2e-5)
+
+
+def test_kernels_ab_alternates_steps_and_restores_the_switch():
+    from bgrl_werank import kernels
+
+    from .test_kernels import need_kernel
+
+    need_kernel()
+    threads = torch.get_num_threads()
+    real = kernels.available
+    spec = {"mode": "kernels-ab", "threads": threads, "warmup": 1, "pairs": 2,
+            "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02", "werank.enabled=true"]}
+    try:
+        row = run_kernels_ab(spec)
+    finally:
+        torch.set_num_threads(threads)
+    assert kernels.available is real and kernels.available()
+    assert row["pairs"] >= 2 and row["s_step_with_kernels"] > 0 and row["s_step_without_kernels"] > 0
+    assert row["speedup"] == pytest.approx(row["s_step_without_kernels"] / row["s_step_with_kernels"], rel=1e-3)
 
 
 @pytest.mark.parametrize("sparse", [True, False])
