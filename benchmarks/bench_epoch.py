@@ -514,7 +514,7 @@ def run_kernels_ab(spec: dict) -> dict[str, object]:
             kernels.available = real
     with_k, without = statistics.median(times[True]), statistics.median(times[False])
     return {"mode": spec["mode"], "dataset": cfg.data.name, "werank": cfg.werank.enabled, "threads": torch.get_num_threads(),
-            "pairs": pairs, "s_step_with_kernels": round(with_k, 5), "s_step_without_kernels": round(without, 5),
+            "pairs": pairs, "s_step_with_kernels": round(with_k, 6), "s_step_without_kernels": round(without, 6),
             "speedup": round(without / with_k, 4), "loadavg_1min": round(os.getloadavg()[0], 2)}
 
 
