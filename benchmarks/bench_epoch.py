@@ -51,6 +51,7 @@ from __future__ import annotations
 import bgrl_werank  # noqa: F401  (first: sets THP_MEM_ALLOC_ENABLE before torch starts)
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
@@ -88,6 +89,43 @@ def _hwm_mb() -> float:
     return float("nan")
 
 
+def _median_seconds(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one untimed call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _alternating_steps(trainer, first_epoch: int, pairs: int, switch) -> tuple[float, float]:
+    """Median step time with ``switch(True)`` and with ``switch(False)``, over ``pairs`` steps each.
+
+    The steps alternate in the order on, off, off, on, … (a slow drift of the machine weighs on both
+    alike); ``switch(True)`` is called at the end whatever happens. Between processes this VM's
+    medians differ by more than the few per cent such a switch changes; step by step in one process
+    they do not. It trains ``2 × pairs`` more steps.
+    """
+    times: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for i in range(2 * pairs):
+            on = (i % 4) in (0, 3)
+            switch(on)
+            t = time.perf_counter()
+            trainer.step(first_epoch + i)
+            times[on].append(time.perf_counter() - t)
+    finally:
+        switch(True)
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
+def _pairs_for(step_s: float, at_least: int, seconds: float = 10.0) -> int:
+    """Pairs of steps for :func:`_alternating_steps`: at least ``at_least``, about ``seconds`` in all."""
+    return max(at_least, min(200, int(seconds / (2 * step_s))))
+
+
 def gemm_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
     """Float32 GEMM rates of this machine at the current thread count (median of ``repeats``).
 
@@ -104,16 +142,7 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
             products["onednn"] = lambda: matmul_nt(a, bt)
     except ImportError:
         pass
-    rates = {}
-    for name, fn in products.items():
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        rates[name] = 2 * n**3 / statistics.median(times) / 1e9
-    return rates
+    return {name: 2 * n**3 / _median_seconds(fn, repeats) / 1e9 for name, fn in products.items()}
 
 
 def step_macs(graph, cfg) -> dict[str, float]:
@@ -179,17 +208,8 @@ def _werank_times(trainer) -> dict[str, float]:
     def gram():
         return matmul_nt(big, big) if big.shape[0] <= big.shape[1] else matmul_nt(big.T, big.T)
 
-    out = {}
-    for key, fn in (("werank_s", penalty), ("largest_gram_matmul_s", gram)):
-        fn()
-        times = []
-        for _ in range(10):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        out[key] = statistics.median(times)
-    out["largest_gram_shape"] = list(big.shape)
-    return out
+    return {"werank_s": _median_seconds(penalty, 10), "largest_gram_matmul_s": _median_seconds(gram, 10),
+            "largest_gram_shape": list(big.shape)}
 
 
 def _parts_alone(trainer, epoch: int, repeats: int = 5) -> dict[str, object]:
@@ -225,39 +245,23 @@ def _parts_alone(trainer, epoch: int, repeats: int = 5) -> dict[str, object]:
             setattr(mod, name, fn)
     out: dict[str, object] = {}
     for part, key in (("sparse", "sparse_products_alone_s"), ("kernel", "bn_prelu_kernel_alone_s")):
-        total = 0.0
-        for fn, args, kwargs in calls[part]:
-            fn(*args, **kwargs)
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                fn(*args, **kwargs)
-                times.append(time.perf_counter() - t)
-            total += statistics.median(times)
+        total = sum(_median_seconds(functools.partial(fn, *args, **kwargs), repeats) for fn, args, kwargs in calls[part])
         out[key] = round(total, 4)
         out[key.replace("_alone_s", "_calls")] = len(calls[part])
     return out
 
 
 def _werank_in_step(trainer, first_epoch: int, pairs: int) -> dict[str, object]:
-    """What WERank adds to a training step, measured inside one process.
+    """What WERank adds to a training step: :func:`_alternating_steps` switching it on and off.
 
-    Runs ``2 × pairs`` more steps with WERank switched on and off in the order on, off, off, on, …
-    (so a slow drift of the machine weighs on both alike) and compares the medians. Between
-    processes this VM's epoch medians differ by more than WERank costs on the smaller graphs; within
-    one process, step by step, they do not. Runs after the timed epochs (it trains).
+    Runs after the timed epochs (it trains).
     """
     werank = trainer.cfg.werank
-    times: dict[bool, list[float]] = {True: [], False: []}
-    try:
-        for i in range(2 * pairs):
-            werank.enabled = (i % 4) in (0, 3)
-            t = time.perf_counter()
-            trainer.step(first_epoch + i)
-            times[werank.enabled].append(time.perf_counter() - t)
-    finally:
-        werank.enabled = True
-    on, off = statistics.median(times[True]), statistics.median(times[False])
+
+    def switch(on: bool) -> None:
+        werank.enabled = on
+
+    on, off = _alternating_steps(trainer, first_epoch, pairs, switch)
     return {"werank_ab_pairs": pairs, "werank_ab_on_s": round(on, 5), "werank_ab_off_s": round(off, 5),
             "werank_in_step_s": round(on - off, 5)}
 
@@ -424,8 +428,8 @@ def run_epochs(spec: dict) -> dict[str, object]:
             out.update(_probe(trainer, spec["probe"]))
             if spec["probe"]:
                 out["mode"] = "probe"
-        if spec.get("werank_ab") and cfg.werank.enabled:  # at least that many pairs, ~10 s of steps
-            pairs = max(spec["werank_ab"], min(100, int(5.0 / statistics.median(times))))
+        if spec.get("werank_ab") and cfg.werank.enabled:
+            pairs = _pairs_for(statistics.median(times), spec["werank_ab"])
             out.update(_werank_in_step(trainer, spec["warmup"] + spec["epochs"], pairs))
         if spec.get("parts"):
             out.update(_parts_alone(trainer, spec["warmup"] + spec["epochs"]))
@@ -481,10 +485,9 @@ def run_compare(spec: dict) -> dict[str, object]:
 def run_kernels_ab(spec: dict) -> dict[str, object]:
     """Worker for ``--kernels-ab``: steps with and without the compiled kernels, in one process.
 
-    After the warm-up, steps alternate in the order with, without, without, with, … (the kernels
-    switched off by making :func:`bgrl_werank.kernels.available` say no, so every caller takes its
-    PyTorch path), for at least ``spec['pairs']`` pairs and about 10 s. Between processes this VM
-    drifts by more than the kernels save; step by step in one process it does not.
+    After the warm-up, :func:`_alternating_steps` with the kernels switched off by making
+    :func:`bgrl_werank.kernels.available` say no, so that every caller takes its PyTorch path; at
+    least ``spec['pairs']`` pairs and about 10 s of steps.
     """
     from bgrl_werank import kernels
     from bgrl_werank.train.trainer import Trainer, load_graph
@@ -500,19 +503,12 @@ def run_kernels_ab(spec: dict) -> dict[str, object]:
         t = time.perf_counter()
         for epoch in range(spec["warmup"]):
             trainer.step(epoch)
-        per_step = (time.perf_counter() - t) / max(1, spec["warmup"])
-        pairs = max(spec["pairs"], min(200, int(10.0 / per_step)))
-        times: dict[bool, list[float]] = {True: [], False: []}
-        try:
-            for i in range(2 * pairs):
-                on = (i % 4) in (0, 3)
-                kernels.available = real if on else (lambda: False)
-                t = time.perf_counter()
-                trainer.step(spec["warmup"] + i)
-                times[on].append(time.perf_counter() - t)
-        finally:
-            kernels.available = real
-    with_k, without = statistics.median(times[True]), statistics.median(times[False])
+        pairs = _pairs_for((time.perf_counter() - t) / max(1, spec["warmup"]), spec["pairs"])
+
+        def switch(on: bool) -> None:
+            kernels.available = real if on else (lambda: False)
+
+        with_k, without = _alternating_steps(trainer, spec["warmup"], pairs, switch)
     return {"mode": spec["mode"], "dataset": cfg.data.name, "werank": cfg.werank.enabled, "threads": torch.get_num_threads(),
             "pairs": pairs, "s_step_with_kernels": round(with_k, 6), "s_step_without_kernels": round(without, 6),
             "speedup": round(without / with_k, 4), "loadavg_1min": round(os.getloadavg()[0], 2)}
