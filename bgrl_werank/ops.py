@@ -237,8 +237,6 @@ def _count_batch(z: Tensor, norm: nn.BatchNorm1d) -> tuple[Tensor | None, Tensor
     return (norm.running_mean, norm.running_var) if norm.track_running_stats else (None, None)
 
 
-
-
 class _BatchNormPReLU(torch.autograd.Function):
     # The compiled kernel of bgrl_werank.kernels; only the BatchNorm input z is kept for backward.
     @staticmethod

@@ -145,9 +145,15 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _slopes(slope: torch.Tensor, c: int) -> tuple[torch.Tensor, int]:
+    """A PReLU's 1 or c slopes as the kernels read them (c contiguous values), and 1 if its
+    gradient is per channel (c sums), 0 if it is one total."""
+    return slope.detach().reshape(-1).expand(c).contiguous(), int(slope.numel() == c and c > 1)
+
+
 def _layer_params(gamma: torch.Tensor, beta: torch.Tensor, slope: torch.Tensor, c: int):
     """The BatchNorm and PReLU parameters as the kernel reads them: contiguous, c slopes."""
-    return gamma.detach().contiguous(), beta.detach().contiguous(), slope.detach().reshape(-1).expand(c).contiguous()
+    return gamma.detach().contiguous(), beta.detach().contiguous(), _slopes(slope, c)[0]
 
 
 def forward(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, slope: torch.Tensor, eps: float):
@@ -174,7 +180,7 @@ def backward(grad: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor, beta: tor
     grad_z = torch.empty_like(z) if need_input_grad else None
     grad_gamma, grad_beta = torch.empty(c, dtype=z.dtype), torch.empty(c, dtype=z.dtype)
     grad_slope = torch.empty(slope.shape, dtype=z.dtype)
-    per_channel = int(slope.numel() == c and c > 1)
+    per_channel = _slopes(slope, c)[1]
     gamma, beta, slope = _layer_params(gamma, beta, slope, c)
     rc = _LIB.bnp_backward(_ptr(grad), _ptr(z), n, c, _ptr(gamma), _ptr(beta), _ptr(slope), per_channel,
                            _ptr(mean), _ptr(invstd), torch.get_num_threads(), _ptr(grad_z), _ptr(grad_gamma),
@@ -194,8 +200,7 @@ def prelu_backward(grad: torch.Tensor, x: torch.Tensor, slope: torch.Tensor, nee
     grad = grad.contiguous()
     grad_x = torch.empty_like(x) if need_input_grad else None
     grad_slope = torch.empty(slope.shape, dtype=x.dtype)
-    per_channel = int(slope.numel() == c and c > 1)
-    rate = slope.detach().reshape(-1).expand(c).contiguous()
+    rate, per_channel = _slopes(slope, c)
     rc = _LIB.prelu_backward(_ptr(grad), _ptr(x), n, c, _ptr(rate), per_channel, torch.get_num_threads(),
                              _ptr(grad_x), _ptr(grad_slope))
     if rc != 0:
