@@ -16,6 +16,16 @@ TINY = [
 
 
 @pytest.fixture(autouse=True)
+def _restore_threads():
+    """Tests may set torch's thread count freely; it is put back after each one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Processed dataset caches go to a per-session temp folder, never into ~ or the data root."""
     cache = os.environ.get("BGRL_WERANK_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")

@@ -24,10 +24,7 @@ def test_profiled_step_puts_time_in_every_category_it_runs():
     spec = {"mode": "profile", "threads": threads, "warmup": 2, "epochs": 2, "profile": 2,
             "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
                           "werank.enabled=true"]}
-    try:
-        row = run_epochs(spec)
-    finally:
-        torch.set_num_threads(threads)
+    row = run_epochs(spec)  # it sets the thread count; conftest puts it back
     assert row["mode"] == "profile" and row["feature_layout"] == "sparse CSR"
     ms = row["profile_ms"]
     assert set(ms) == set(PROFILE_CATEGORIES)
@@ -54,10 +51,7 @@ def test_parts_replay_records_every_sparse_product_and_kernel_call_of_a_step():
     spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True, "werank_ab": 2,
             "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
                           "werank.enabled=true", "model.layer_sizes=[32, 16, 8]"]}
-    try:
-        row = run_epochs(spec)
-    finally:
-        torch.set_num_threads(threads)
+    row = run_epochs(spec)  # it sets the thread count; conftest puts it back
     from bgrl_werank import kernels
 
     layers, views = 3, 2
@@ -81,10 +75,7 @@ def test_kernels_ab_alternates_steps_and_restores_the_switch():
     real = kernels.available
     spec = {"mode": "kernels-ab", "threads": threads, "warmup": 1, "pairs": 2,
             "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02", "werank.enabled=true"]}
-    try:
-        row = run_kernels_ab(spec)
-    finally:
-        torch.set_num_threads(threads)
+    row = run_kernels_ab(spec)  # it sets the thread count; conftest puts it back
     assert kernels.available is real and kernels.available()
     assert row["pairs"] >= 2 and row["s_step_with_kernels"] > 0 and row["s_step_without_kernels"] > 0
     assert row["speedup"] == pytest.approx(row["s_step_without_kernels"] / row["s_step_with_kernels"], rel=1e-3)

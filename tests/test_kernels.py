@@ -44,26 +44,22 @@ def _modules(c, slopes, seed):
 @pytest.mark.parametrize("n,c,slopes", [(2, 1, 1), (3, 5, 5), (129, 37, 37), (300, 70, 1), (1000, 512, 512)])
 def test_fused_layer_matches_batchnorm_then_prelu(n, c, slopes, threads):
     need_kernel()
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        g = torch.Generator().manual_seed(n + c)
-        z0 = torch.randn(n, c, generator=g) * 2 + 0.5
-        grad = torch.randn(n, c, generator=g)
-        # reference: PyTorch's modules on z + bias, through autograd
-        norm_r, act_r, bias_r = _modules(c, slopes, 7)
-        z_r = z0.clone().requires_grad_()
-        ref = nn.PReLU(slopes)
-        ref.weight = act_r.weight
-        out_r = ref(norm_r(z_r + bias_r))
-        out_r.backward(grad)
-        # fused
-        norm_f, act_f, bias_f = _modules(c, slopes, 7)
-        z_f = z0.clone().requires_grad_()
-        out_f = batch_norm_prelu(z_f, bias_f, norm_f, act_f)
-        out_f.backward(grad)
-    finally:
-        torch.set_num_threads(old)
+    torch.set_num_threads(threads)  # put back by conftest's _restore_threads
+    g = torch.Generator().manual_seed(n + c)
+    z0 = torch.randn(n, c, generator=g) * 2 + 0.5
+    grad = torch.randn(n, c, generator=g)
+    # reference: PyTorch's modules on z + bias, through autograd
+    norm_r, act_r, bias_r = _modules(c, slopes, 7)
+    z_r = z0.clone().requires_grad_()
+    ref = nn.PReLU(slopes)
+    ref.weight = act_r.weight
+    out_r = ref(norm_r(z_r + bias_r))
+    out_r.backward(grad)
+    # fused
+    norm_f, act_f, bias_f = _modules(c, slopes, 7)
+    z_f = z0.clone().requires_grad_()
+    out_f = batch_norm_prelu(z_f, bias_f, norm_f, act_f)
+    out_f.backward(grad)
     assert out_f.grad_fn is not None and "BatchNormPReLU" in type(out_f.grad_fn).__name__
     torch.testing.assert_close(out_f, out_r, atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(z_f.grad, z_r.grad, atol=2e-5, rtol=1e-4)
@@ -181,24 +177,20 @@ def test_a_failing_build_falls_back_and_names_the_compiler_error(tmp_path):
 @pytest.mark.parametrize("n,c,slopes", [(1, 1, 1), (7, 5, 5), (130, 37, 1), (1000, 512, 1), (300, 64, 64)])
 def test_prelu_backward_matches_torch(n, c, slopes, threads):
     need_kernel()
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        g = torch.Generator().manual_seed(n * c)
-        x = torch.randn(n, c, generator=g)
-        x[0, : (c + 1) // 2] = 0.0  # the kink: PyTorch takes slope a's branch at x = 0
-        a = (torch.rand(slopes, generator=g) - 0.3).requires_grad_()  # some slopes negative
-        grad = torch.randn(n, c, generator=g)
-        xr = x.clone().requires_grad_()
-        torch.nn.functional.prelu(xr, a).backward(grad)
-        grad_x, grad_a = kernels.prelu_backward(grad, x, a.detach())
-        assert torch.equal(grad_x, xr.grad)  # the same branch and the same single rounding
-        assert grad_a.shape == a.shape
-        torch.testing.assert_close(grad_a, a.grad, rtol=1e-5, atol=1e-5)
-        none_x, grad_a2 = kernels.prelu_backward(grad, x, a.detach(), need_input_grad=False)
-        assert none_x is None and torch.equal(grad_a2, grad_a)
-    finally:
-        torch.set_num_threads(old)
+    torch.set_num_threads(threads)  # put back by conftest's _restore_threads
+    g = torch.Generator().manual_seed(n * c)
+    x = torch.randn(n, c, generator=g)
+    x[0, : (c + 1) // 2] = 0.0  # the kink: PyTorch takes slope a's branch at x = 0
+    a = (torch.rand(slopes, generator=g) - 0.3).requires_grad_()  # some slopes negative
+    grad = torch.randn(n, c, generator=g)
+    xr = x.clone().requires_grad_()
+    torch.nn.functional.prelu(xr, a).backward(grad)
+    grad_x, grad_a = kernels.prelu_backward(grad, x, a.detach())
+    assert torch.equal(grad_x, xr.grad)  # the same branch and the same single rounding
+    assert grad_a.shape == a.shape
+    torch.testing.assert_close(grad_a, a.grad, rtol=1e-5, atol=1e-5)
+    none_x, grad_a2 = kernels.prelu_backward(grad, x, a.detach(), need_input_grad=False)
+    assert none_x is None and torch.equal(grad_a2, grad_a)
 
 
 def test_prelu_operator_gives_the_same_gradients_with_and_without_the_kernel(monkeypatch):
@@ -233,12 +225,8 @@ def test_feature_mask_compaction_matches_the_torch_path(monkeypatch, threads, ke
     features = MaskableCSR(x.to_sparse_csr())
     keep = {"some": torch.rand(57, generator=g) >= 0.4, "all": torch.ones(57, dtype=torch.bool),
             "none": torch.zeros(57, dtype=torch.bool)}[kept]
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        fused = features.masked(keep)
-    finally:
-        torch.set_num_threads(old)
+    torch.set_num_threads(threads)  # put back by conftest's _restore_threads
+    fused = features.masked(keep)
     monkeypatch.setattr(kernels, "available", lambda: False)
     plain = features.masked(keep)
     for a, b in ((fused.mat, plain.mat), (fused.mat_t, plain.mat_t)):
