@@ -343,7 +343,11 @@ def validate(cfg: Config) -> Config:
         _check(len(alpha) == n, f"werank.alpha has {len(alpha)} values but there are {n} regularised matrices ({what}); give {n} values or one float")
     _check(cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}")
     _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
-    _check(0 <= cfg.optim.warmup_epochs < cfg.train.epochs, f"optim.warmup_epochs must be in [0, train.epochs), got {cfg.optim.warmup_epochs}")
+    _check(
+        0 <= cfg.optim.warmup_epochs < cfg.train.epochs,
+        f"optim.warmup_epochs must be in [0, train.epochs) = [0, {cfg.train.epochs}), got {cfg.optim.warmup_epochs}; "
+        f"lower it (e.g. --set optim.warmup_epochs={max(0, cfg.train.epochs // 10)}) or raise train.epochs",
+    )
     _check(0.0 <= cfg.optim.momentum <= 1.0, f"optim.momentum must be in [0, 1], got {cfg.optim.momentum}")
     _check(cfg.eval.protocol in PROTOCOLS, f"eval.protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.eval.protocol!r}")
     _check(cfg.eval.num_splits > 0, f"eval.num_splits must be > 0, got {cfg.eval.num_splits}")

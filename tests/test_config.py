@@ -55,6 +55,7 @@ def test_save_and_reload_roundtrip(tmp_path):
         ("augment.0.edge_drop_p=1.0", "augment.0.edge_drop_p must be a probability in [0, 1)"),
         ("augment.1.feat_mask_p=-0.1", "augment.1.feat_mask_p must be a probability"),
         ("train.epochs=0", "train.epochs must be > 0"),
+        ("train.epochs=50", "optim.warmup_epochs must be in [0, train.epochs) = [0, 50), got 100; lower it (e.g. --set optim.warmup_epochs=5)"),
         ("model.layer_sizes=[]", "model.layer_sizes is empty"),
         ("werank.alpha=[0.1, 0.2, 0.3]", "werank.alpha has 3 values but there are 2"),
         ("augment.5.edge_drop_p=0.1", "use an index 0..1"),
