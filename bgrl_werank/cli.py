@@ -100,7 +100,7 @@ def _new_run_dir(cfg: Config, explicit: str | None, force: bool) -> Path:
 def _train(args: argparse.Namespace) -> int:
     from .train.checkpoint import load_checkpoint
     from .train.report import build_report, write_report
-    from .train.trainer import Interrupted, Trainer, evaluate, load_graph
+    from .train.trainer import Interrupted, Trainer, evaluate, load_graph, probe_splits
 
     if args.resume:
         if args.config:
@@ -116,6 +116,8 @@ def _train(args: argparse.Namespace) -> int:
         state = None
     _set_threads(cfg)
     graph = load_graph(cfg)  # fails early on missing data, before any folder is created
+    if not args.no_eval:
+        probe_splits(cfg, graph)  # and on a split protocol the dataset lacks, before any training
     if state is None:
         run_dir = _new_run_dir(cfg, args.run_dir, args.force)
     save_config(cfg, run_dir / "config.yaml")

@@ -216,3 +216,14 @@ def test_unknown_dataset_lists_valid_names(tmp_path, capsys):
     assert train_main(["--set", "data.name=imagenet", "--set", f"out_dir={tmp_path / 'r'}"]) != 0
     line = _one_error_line(capsys)
     assert all(n in line for n in ("cora", "citeseer", "amazon-photo", "coauthor-cs", "csbm"))
+
+
+def test_split_protocol_the_dataset_lacks_stops_before_training(tmp_path, capsys):
+    # a CSBM graph has no shipped split: "public" must stop the run at once, not after the last epoch
+    out = tmp_path / "runs"
+    assert train_main(sets(TINY + ["eval.protocol=public"]) + ["--set", f"out_dir={out}"]) != 0
+    line = _one_error_line(capsys)
+    assert "has no public split" in line and "random" in line
+    assert not out.exists()
+    # with --no-eval there is no probe to check, so the run goes ahead
+    assert train_main(sets(TINY + ["eval.protocol=public", "train.epochs=3"]) + ["--run-dir", str(tmp_path / "r"), "--no-eval"]) == 0

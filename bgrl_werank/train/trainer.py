@@ -132,13 +132,23 @@ def embed(model: BGRL, graph: Graph) -> Tensor:
     return z
 
 
+def probe_splits(cfg: Config, graph: Graph) -> list:
+    """The probe's splits under ``cfg.eval``; raises DatasetError where the protocol does not apply.
+
+    Cheap, so ``train.py`` calls it before training too: a protocol the dataset lacks (``preset``
+    on Cora) then stops the run at once instead of after the last epoch.
+    """
+    from ..data import get_splits
+
+    return get_splits(graph.data, cfg.eval.protocol, cfg.eval.num_splits, cfg.eval.split_seed)
+
+
 def evaluate(cfg: Config, model: BGRL, graph: Graph) -> dict[str, Any]:
     """Linear probe (``cfg.eval``) on the online encoder's representations; adds RankMe."""
-    from ..data import get_splits
     from ..eval import covariance_spectrum, linear_probe, rankme
 
     z = embed(model, graph)
-    splits = get_splits(graph.data, cfg.eval.protocol, cfg.eval.num_splits, cfg.eval.split_seed)
+    splits = probe_splits(cfg, graph)
     kwargs = {"backend": cfg.eval.backend}
     if cfg.eval.c_grid is not None:
         kwargs["c_grid"] = cfg.eval.c_grid
