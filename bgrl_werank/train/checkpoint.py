@@ -42,6 +42,23 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+def _load_failure(e: Exception) -> str:
+    """The informative part of a ``torch.load`` failure, in one short line.
+
+    A file that the safe unpickler refuses (a text file, another program's pickle) makes torch say
+    at length that ``weights_only=False`` (or allow-listing what it refused) might work, which for
+    a checkpoint of ours is never the fix; what it refused follows its "WeightsUnpickler error:",
+    and its first sentence is what we show.
+    """
+    text = str(e).strip()
+    if "WeightsUnpickler error:" in text:
+        rest = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+        text = rest[0].strip() if rest and rest[0].strip() else "refused by the safe unpickler"
+    else:
+        text = text.splitlines()[0] if text else type(e).__name__
+    return text.split(". ", 1)[0][:160]  # its first sentence: what follows is torch's advice
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint safely; truncated, corrupted or foreign files raise :class:`CheckpointError`."""
     path = Path(path)
@@ -52,9 +69,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"checkpoint '{path}' cannot be read (truncated, corrupted or not a bgrl-werank checkpoint): {reason[:160]}"
+            f"checkpoint '{path}' cannot be read (truncated, corrupted or not a bgrl-werank checkpoint): {_load_failure(e)}"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint '{path}' is not a bgrl-werank checkpoint (no '{FORMAT}' marker)")
