@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="sweep YAML, e.g. configs/sweeps/cora.yaml")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override applied to every cell")
+    p.add_argument("--out", metavar="DIR", help="folder that holds the sweep's folder <DIR>/<name>/ (default: the YAML's out_dir)")
     p.add_argument("--update", metavar="FILE", help="also paste summary.md into the marked block of FILE (e.g. README.md)")
     p.add_argument("--marker", default="sweep", help="marker name of that block (default: sweep)")
     p.add_argument("--debug", action="store_true")
@@ -339,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
         sweep = load_sweep(args.config, args.overrides)
+        if args.out:
+            sweep.out_dir = args.out
         sweep_dir, rows = run_sweep(sweep, args.jobs)
     except Exception as e:  # noqa: BLE001
         if args.debug:

@@ -115,3 +115,11 @@ def test_bad_sweep_configs(tmp_path, capsys):
         sweep_mod.load_sweep(_write(tmp_path, grid={"werank.alpha": [-1.0]}))
     assert sweep_mod.main(["--config", str(_write(tmp_path, strength={"scale": [-1.0]}))]) == 2
     assert "strength.scale" in capsys.readouterr().err
+
+
+def test_out_flag_puts_the_sweep_elsewhere(tmp_path):
+    path = _write(tmp_path, strength={"scale": [1.0]}, methods=["bgrl"], seeds=[0])
+    other = tmp_path / "elsewhere"
+    assert sweep_mod.main(["--config", str(path), "--out", str(other)]) == 0
+    assert _rows(other / "tiny")[0]["status"] == "done"
+    assert not (tmp_path / "sweeps").exists()  # the YAML's out_dir is left alone
