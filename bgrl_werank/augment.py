@@ -155,10 +155,10 @@ class MaskableCSR:
 
     def masked(self, keep: Tensor) -> SparseOperand:
         """X with only the columns where ``keep`` (F,) bool is true, and its transpose."""
-        # nonzero + index_select rather than masked_select: 3 ms vs 12 ms per Coauthor CS direction
-        # (masked_select runs on one thread here); the same entries in the same order.
         if self._val.dtype == torch.float32 and kernels.available():  # compiled, ~1/3 of the time (NOTES.md)
             return SparseOperand(kernels.csr_keep(self.full.mat, keep, "columns"), kernels.csr_keep(self.full.mat_t, keep, "rows"))
+        # nonzero + index_select rather than masked_select: 3 ms vs 12 ms per Coauthor CS direction
+        # (masked_select runs on one thread here); the same entries in the same order.
         n, f = self.shape
         sel = keep.index_select(0, self._col)
         cum = torch.cat([sel.new_zeros(1, dtype=torch.int32), sel.cumsum(0, dtype=torch.int32)])
