@@ -235,3 +235,10 @@ def test_feature_mask_compaction_matches_the_torch_path(monkeypatch, threads, ke
             ta, tb = getattr(a, get)(), getattr(b, get)()
             assert ta.dtype == tb.dtype and torch.equal(ta, tb), get
     torch.testing.assert_close(fused.mat.to_dense(), x * keep)
+
+
+def test_feature_mask_compaction_refuses_other_index_types():
+    need_kernel()
+    csr = torch.eye(4).to_sparse_csr()  # int64 indices: the C code would misread them
+    with pytest.raises(TypeError, match="int32 indices"):
+        kernels.csr_keep(csr, torch.ones(4, dtype=torch.bool), "columns")

@@ -214,6 +214,9 @@ def csr_keep(mat: torch.Tensor, keep: torch.Tensor, along: str) -> torch.Tensor:
     selecting them with ``nonzero`` and ``index_select``, in two passes over the indices."""
     rows = mat.size(0)
     crow, col, val = mat.crow_indices(), mat.col_indices(), mat.values()
+    if crow.dtype != torch.int32 or col.dtype != torch.int32 or val.dtype != torch.float32:
+        # the C code reads int32 indices and float32 values; anything else would be read as garbage
+        raise TypeError(f"csr_keep needs int32 indices and float32 values, got {col.dtype} and {val.dtype}")
     keep8 = keep.to(torch.uint8).contiguous()
     crow_out = torch.empty(rows + 1, dtype=torch.int32)
     col_out, val_out = torch.empty_like(col), torch.empty_like(val)
