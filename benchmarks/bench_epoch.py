@@ -6,8 +6,8 @@ Modes (each measurement runs in its own subprocess, so peak memory is per config
   epoch (median, min, max over ``--epochs`` epochs after ``--warmup``), peak RSS, the step's
   multiply-adds and its floor, WERank's own time next to the matmul that forms its largest Gram
   matrix, and the torch linear probe's time and accuracy (20 random splits) on the model's
-  embeddings after those epochs. Last, one more step records its sparse products and kernel calls,
-  and each is replayed alone (:func:`_parts_alone`): a floor for the step as it is built; with
+  embeddings after those epochs. Last, one more step records its dense and sparse products and its
+  kernel calls, and each is replayed alone (:func:`_parts_alone`): a floor for the step as it is built; with
   WERank on, ≥ 20 steps (about 10 s) before that switch it on and off (:func:`_werank_in_step`)
   to measure what it adds to a step.
 * ``--probe`` — the linear probe on Cora's and Photo's benchmark embeddings (WERank on, after the
@@ -64,6 +64,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -212,19 +213,54 @@ def _werank_times(trainer) -> dict[str, float]:
             "largest_gram_shape": list(big.shape)}
 
 
-def _parts_alone(trainer, epoch: int, repeats: int = 5) -> dict[str, object]:
-    """Seconds per step that the step's own sparse products and BatchNorm+PReLU kernel calls take alone.
+# The dispatcher's names for the dense matrix products a step can run: the oneDNN forward products and
+# input gradients (bgrl_werank.ops.matmul_nt), MKL's weight gradients and WERank's blocks (mm), and the
+# stock paths where oneDNN is off (addmm, mm); bmm for completeness.
+DENSE_PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn::_linear_pointwise")
 
-    Runs one more training step with :func:`bgrl_werank.ops.csr_matmul` and the kernel's forward and
-    backward wrapped to record every call and its operands, then replays each recorded call by
-    itself (median of ``repeats``) and sums per part. Together with the dense products at the
-    measured GEMM rate this is a floor for the step as it is built: parts that cannot be dropped,
-    each at its own isolated speed. The column-blocked product is replayed as its block products
-    (without its copies), so that part is, if anything, under-counted. Runs last (it trains a step).
+
+def _product_macs(name: str, args) -> int:
+    """Multiply-adds of one recorded dense product (``name`` from :data:`DENSE_PRODUCT_OPS`)."""
+    if name == "mkldnn::_linear_pointwise":  # x (…, K) times weight (M, K)ᵀ
+        x, w = args[0], args[1]
+        return x.numel() * w.shape[0]
+    a, b = (args[1], args[2]) if name == "aten::addmm" else (args[0], args[1])
+    return a.numel() * b.shape[-1]  # (m, k)·(k, n), or batched (b, m, k)·(b, k, n)
+
+
+class _DenseProductRecorder(TorchDispatchMode):
+    """Records every dense matrix product that runs below autograd, forward and backward passes alike.
+
+    A dispatch mode sees the products where they are executed, whatever called them (our autograd
+    functions, autograd's own formulas, WERank's Gram blocks), with the operands they ran on.
+    """
+
+    def __init__(self, calls: list) -> None:
+        super().__init__()
+        self.calls = calls
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func._schema.name in DENSE_PRODUCT_OPS:
+            self.calls.append((func, args, kwargs))
+        return func(*args, **kwargs)
+
+
+def _parts_alone(trainer, epoch: int, repeats: int = 5) -> dict[str, object]:
+    """Seconds per step that the step's own products and BatchNorm+PReLU kernel calls take alone.
+
+    Runs one more training step with every dense product recorded (:class:`_DenseProductRecorder`)
+    and :func:`bgrl_werank.ops.csr_matmul` and the kernel's forward and backward wrapped to record
+    every call and its operands, then replays each recorded call by itself (median of ``repeats``)
+    and sums per part. This is a floor for the step as it is built: parts that cannot be dropped,
+    each at its own isolated speed, the dense products at their own shapes and layouts (which is
+    why their rate is below the 2048³ GEMM's). The column-blocked product is replayed as its block
+    products (without its copies), so that part is, if anything, under-counted. Runs last (it
+    trains a step).
     """
     from bgrl_werank import kernels, ops
 
-    calls: dict[str, list] = {"sparse": [], "kernel": []}
+    calls: dict[str, list] = {"dense": [], "sparse": [], "kernel": []}
 
     def recording(part, fn):
         def wrapper(*args, **kwargs):
@@ -239,15 +275,21 @@ def _parts_alone(trainer, epoch: int, repeats: int = 5) -> dict[str, object]:
     for mod, name, part in patched:
         setattr(mod, name, recording(part, getattr(mod, name)))
     try:
-        trainer.step(epoch)
+        with _DenseProductRecorder(calls["dense"]):
+            trainer.step(epoch)
     finally:
         for mod, name, fn in saved:
             setattr(mod, name, fn)
     out: dict[str, object] = {}
-    for part, key in (("sparse", "sparse_products_alone_s"), ("kernel", "bn_prelu_kernel_alone_s")):
-        total = sum(_median_seconds(functools.partial(fn, *args, **kwargs), repeats) for fn, args, kwargs in calls[part])
-        out[key] = round(total, 4)
-        out[key.replace("_alone_s", "_calls")] = len(calls[part])
+    keys = (("dense", "dense_products_alone_s"), ("sparse", "sparse_products_alone_s"), ("kernel", "bn_prelu_kernel_alone_s"))
+    with torch.no_grad():
+        for part, key in keys:
+            total = sum(_median_seconds(functools.partial(fn, *args, **kwargs), repeats) for fn, args, kwargs in calls[part])
+            out[key] = round(total, 4)
+            out[key.replace("_alone_s", "_calls")] = len(calls[part])
+    macs = sum(_product_macs(fn._schema.name, args) for fn, args, _ in calls["dense"])
+    out["dense_products_gmacs"] = round(macs / 1e9, 4)
+    out["dense_products_gflops_alone"] = round(2 * macs / 1e9 / out["dense_products_alone_s"], 1) if macs else None
     return out
 
 
@@ -433,7 +475,7 @@ def run_epochs(spec: dict) -> dict[str, object]:
             out.update(_werank_in_step(trainer, spec["warmup"] + spec["epochs"], pairs))
         if spec.get("parts"):
             out.update(_parts_alone(trainer, spec["warmup"] + spec["epochs"]))
-            out["floor_s_products"] = round(2 * macs["dense"] / gflops / 1e9 + out["sparse_products_alone_s"], 4)
+            out["floor_s_products"] = round(out["dense_products_alone_s"] + out["sparse_products_alone_s"], 4)
     out["loadavg_1min"] = round(os.getloadavg()[0], 2)
     return out
 
@@ -648,18 +690,19 @@ def markdown() -> str:
                 f"{r['floor_s_measured_rate']:.3f} | {r['s_epoch_median'] / r['floor_s_measured_rate']:.2f} | {r['floor_s_220gflops']:.3f} | {r['gmacs_per_step']:.1f} | {r['peak_rss_mb']:.0f} MB | {wr} | {gm} | {pr} |"
             )
         lines.append("")
-        lines += ["Against the performance issue's targets (WERank on). The last three columns are a floor for the step "
-                  "as it is built, from parts that cannot be dropped, each at its own speed: the dense products at the "
-                  "measured GEMM rate, plus the step's own sparse products (recorded in one step, then each replayed "
-                  "alone), plus its BatchNorm+PReLU kernel calls replayed alone; what the target leaves above that sum "
-                  "is all there is for everything else (the predictor's PReLU, views, losses, WERank's non-product work, "
-                  "the optimizer, autograd and Python). WERank's share: its forward and backward alone, and what it adds "
-                  "to a step in the same process (≥ 20 more steps, about 10 s of them, WERank switched on and off in the "
-                  "order on, off, off, on, …; difference of the medians over the median step without it), which "
-                  "decides the column.", "",
+        lines += ["Against the performance issue's targets (WERank on). The last four columns are a floor for the step "
+                  "as it is built, from parts that cannot be dropped, each at its own speed: one more step records every "
+                  "dense product (at the dispatcher, forward and backward), every sparse product and every BatchNorm+PReLU "
+                  "kernel call with its operands, and each is then replayed alone; the dense products' rate at their own "
+                  "shapes is in brackets (the first table's floor assumes the 2048³ rate for all of them). What the target "
+                  "leaves above the sum is all there is for everything else: the predictor's PReLU, views, losses, "
+                  "WERank's non-product work, the optimizer, autograd and Python. WERank's share: its forward and "
+                  "backward alone, and what it adds to a step in the same process (≥ 20 more steps, about 10 s of "
+                  "them, WERank switched on and off in the order on, off, off, on, …; difference of the medians over "
+                  "the median step without it), which decides the column.", "",
                   "| dataset | target s / epoch | measured | met | speed-up over the reference's s / epoch | WERank adds ≤ 20 % to the epoch "
-                  "| dense products + sparse products alone | + BatchNorm+PReLU kernel alone | target − that |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| dense products alone | + sparse products alone | + BatchNorm+PReLU kernel alone | target − that |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name in DATASETS:
             r = epoch.get((name, True))
             if not r:
@@ -671,10 +714,11 @@ def markdown() -> str:
             if "werank_in_step_s" in r:  # the in-process A/B decides: it is what WERank adds to a step
                 added = r["werank_in_step_s"] / r["werank_ab_off_s"]
                 werank_cell = f"{'yes' if added <= 0.2 else '**no**'} (alone {100 * share:.1f} %, in the step {100 * added:+.1f} %)"
-            parts = ["—"] * 3
-            if "floor_s_products" in r:
+            parts = ["—"] * 4
+            if "dense_products_alone_s" in r:  # rows from before the dense products were replayed have no such column
                 with_kernel = r["floor_s_products"] + r["bn_prelu_kernel_alone_s"]
-                parts = [f"{r['floor_s_products']:.3f}", f"{with_kernel:.3f}", f"{TARGET_S[name] - with_kernel:+.3f}"]
+                parts = [f"{r['dense_products_alone_s']:.3f} ({r['dense_products_gflops_alone']:.0f} GFLOP/s)", f"{r['floor_s_products']:.3f}",
+                         f"{with_kernel:.3f}", f"{TARGET_S[name] - with_kernel:+.3f}"]
             lines.append(f"| {name} | {TARGET_S[name]:.2f} | {r['s_epoch_median']:.3f} | {'yes' if r['s_epoch_median'] <= TARGET_S[name] else '**no**'} | "
                          f"{ref} | {werank_cell} | {' | '.join(parts)} |")
         cs = epoch.get(("coauthor-cs", True))

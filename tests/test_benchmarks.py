@@ -42,11 +42,13 @@ def test_profiled_step_puts_time_in_every_category_it_runs():
     assert 0 < row["gmacs_dense_per_step"] < row["gmacs_per_step"]
 
 
-def test_parts_replay_records_every_sparse_product_and_kernel_call_of_a_step():
+def test_parts_replay_records_every_product_and_kernel_call_of_a_step():
     # The floor's parts are the step's own calls: per view and layer, two forward products (online,
     # target) and one backward product through the adjacency, and for the sparse first layer also
     # two forward products X·Wᵀ and one weight gradient Xᵀ·G; the kernel runs once per layer and pass
-    # (online and target forward, online backward).
+    # (online and target forward, online backward). Dense products: each later layer's online and
+    # target forward, input and weight gradient (4), and the predictor's two layers forward, input
+    # and weight gradient (6), per view; WERank's Gram blocks and gradients come on top.
     threads = torch.get_num_threads()
     spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True, "werank_ab": 2,
             "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
@@ -57,9 +59,12 @@ def test_parts_replay_records_every_sparse_product_and_kernel_call_of_a_step():
     layers, views = 3, 2
     assert row["sparse_products_calls"] == views * (3 * layers + 3)
     assert row["bn_prelu_kernel_calls"] == (views * layers * 3 if kernels.available() else 0)
-    assert row["sparse_products_alone_s"] > 0
-    dense_floor = 2 * row["gmacs_dense_per_step"] / row["gemm_gflops_measured"]
-    assert row["floor_s_products"] == pytest.approx(dense_floor + row["sparse_products_alone_s"], abs=2e-4)
+    werank_weights = layers  # the encoder's (include_predictor is off by default)
+    assert row["dense_products_calls"] >= views * (4 * (layers - 1) + 6) + 2 * werank_weights
+    assert row["sparse_products_alone_s"] > 0 and row["dense_products_alone_s"] > 0
+    assert row["floor_s_products"] == pytest.approx(row["dense_products_alone_s"] + row["sparse_products_alone_s"], abs=2e-4)
+    # WERank's Gram is formed from its upper triangle only, so fewer multiply-adds run than it counts
+    assert 0 < row["dense_products_gmacs"] <= row["gmacs_dense_per_step"]
     # the WERank on/off steps ran, and their difference is what the row reports
     assert row["werank_ab_pairs"] >= 2 and row["werank_ab_on_s"] > 0 and row["werank_ab_off_s"] > 0
     assert row["werank_in_step_s"] == pytest.approx(row["werank_ab_on_s"] - row["werank_ab_off_s"], abs=2e-5)
@@ -97,3 +102,15 @@ def test_dense_multiply_adds_counted_by_hand(sparse):
     predictor = 3 * 2 * n * 4 * 5  # forward and backward of both linears, online only
     werank = 2 * 6**2 * 8 + 2 * 4**2 * 6  # Gram and gradient product per layer
     assert step_macs(graph, cfg)["dense"] == pytest.approx(2 * (per_view + predictor) + werank)
+
+
+def test_recorded_dense_products_are_the_counted_multiply_adds():
+    # Without WERank every dense product of a step is one the floor's count names, and no other:
+    # the multiply-adds recorded where the products ran equal step_macs' dense count exactly.
+    threads = torch.get_num_threads()
+    spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True,
+            "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
+                          "werank.enabled=false", "model.layer_sizes=[32, 16]"]}
+    row = run_epochs(spec)
+    assert row["dense_products_calls"] == 2 * (4 * 1 + 6)
+    assert row["dense_products_gmacs"] == pytest.approx(row["gmacs_dense_per_step"], rel=1e-3, abs=1e-4)
