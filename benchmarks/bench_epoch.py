@@ -6,8 +6,8 @@ Modes (each measurement runs in its own subprocess, so peak memory is per config
   epoch (median, min, max over ``--epochs`` epochs after ``--warmup``), peak RSS, the step's
   multiply-adds and its floor, WERank's own time next to the matmul that forms its largest Gram
   matrix, and the torch linear probe's time and accuracy (20 random splits) on the model's
-  embeddings after those epochs. Last, one more step records its dense and sparse products and its
-  kernel calls, and each is replayed alone (:func:`_parts_alone`): a floor for the step as it is built; with
+  embeddings after those epochs. Last, one more step records every operation it runs, and each is
+  replayed alone (:func:`_parts_alone`): a floor for the step as it is built; with
   WERank on, ≥ 20 steps (about 10 s) before that switch it on and off (:func:`_werank_in_step`)
   to measure what it adds to a step.
 * ``--probe`` — the linear probe on Cora's and Photo's benchmark embeddings (WERank on, after the
@@ -228,68 +228,143 @@ def _product_macs(name: str, args) -> int:
     return a.numel() * b.shape[-1]  # (m, k)·(k, n), or batched (b, m, k)·(b, k, n)
 
 
-class _DenseProductRecorder(TorchDispatchMode):
-    """Records every dense matrix product that runs below autograd, forward and backward passes alike.
+class _StepRecorder(TorchDispatchMode):
+    """Records every operator a step runs below autograd, forward and backward passes alike.
 
-    A dispatch mode sees the products where they are executed, whatever called them (our autograd
-    functions, autograd's own formulas, WERank's Gram blocks), with the operands they ran on.
+    A dispatch mode sees each operator where it is executed, whatever called it (our autograd
+    functions, autograd's own formulas and gradient accumulation, WERank's Gram blocks, the
+    optimizer), with the operands it ran on. Dense products go to ``calls["dense"]``, everything
+    else to ``calls["other"]``; while :attr:`inside` is set (a wrapped call, recorded as a whole),
+    nothing is recorded.
     """
 
-    def __init__(self, calls: list) -> None:
+    def __init__(self, calls: dict[str, list]) -> None:
         super().__init__()
         self.calls = calls
+        self.inside = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func._schema.name in DENSE_PRODUCT_OPS:
-            self.calls.append((func, args, kwargs))
+        if not self.inside:
+            self.calls["dense" if func._schema.name in DENSE_PRODUCT_OPS else "other"].append((func, args, kwargs))
         return func(*args, **kwargs)
 
 
-def _parts_alone(trainer, epoch: int, repeats: int = 5) -> dict[str, object]:
-    """Seconds per step that the step's own products and BatchNorm+PReLU kernel calls take alone.
+def _written(func, args, kwargs) -> list[tuple[str | int, object]]:
+    """(position or name, value) of the arguments ``func`` writes to, by its schema."""
+    out = []
+    for i, a in enumerate(func._schema.arguments):
+        if a.alias_info is not None and a.alias_info.is_write:
+            if a.name in kwargs:
+                out.append((a.name, kwargs[a.name]))
+            elif i < len(args):
+                out.append((i, args[i]))
+    return out
 
-    Runs one more training step with every dense product recorded (:class:`_DenseProductRecorder`)
-    and :func:`bgrl_werank.ops.csr_matmul` and the kernel's forward and backward wrapped to record
-    every call and its operands, then replays each recorded call by itself (median of ``repeats``)
-    and sums per part. This is a floor for the step as it is built: parts that cannot be dropped,
-    each at its own isolated speed, the dense products at their own shapes and layouts (which is
-    why their rate is below the 2048³ GEMM's). The column-blocked product is replayed as its block
-    products (without its copies), so that part is, if anything, under-counted. Runs last (it
-    trains a step).
+
+def _replayable(func, args, kwargs):
+    """A call of ``func`` that can run again and again: written tensors are fresh copies each time.
+
+    Without this, replaying an in-place operator (the optimizer's update, a gradient accumulation)
+    would change the model's state a few times more; with it, only the copies change (they are made
+    outside the timed call).
+    """
+    written = _written(func, args, kwargs)
+    if not written:
+        return functools.partial(func, *args, **kwargs)
+
+    def fresh(v):
+        if isinstance(v, torch.Tensor):
+            return v.clone() if v.layout == torch.strided else v
+        if isinstance(v, (list, tuple)):
+            return type(v)(fresh(x) for x in v)
+        return v
+
+    class _Call:  # the copies are made by prepare(), outside the timer, before every timed call
+        def prepare(self):
+            a, k = list(args), dict(kwargs)
+            for where, v in written:
+                if isinstance(where, int):
+                    a[where] = fresh(v)
+                else:
+                    k[where] = fresh(v)
+            self.call = functools.partial(func, *a, **k)
+
+        def __call__(self):
+            return self.call()
+
+    return _Call()
+
+
+def _replay_seconds(call, repeats: int) -> float:
+    """Median wall time of ``call()`` over ``repeats`` calls after one untimed call; see :func:`_replayable`."""
+    prepare = getattr(call, "prepare", None)
+    times = []
+    for i in range(repeats + 1):
+        if prepare:
+            prepare()
+        t = time.perf_counter()
+        call()
+        if i:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _parts_alone(trainer, epoch: int, repeats: int = 5) -> dict[str, object]:
+    """Seconds per step that each kind of the step's own operations takes alone.
+
+    Runs one more training step under :class:`_StepRecorder`, with :func:`bgrl_werank.ops.csr_matmul`
+    and the compiled kernels wrapped to record each call (and not the operators inside it), then
+    replays every recorded call by itself (median of ``repeats``) and sums per part: the dense
+    products (at their own shapes and layouts, which is why their rate is below the 2048³ GEMM's),
+    the sparse products, the BatchNorm+PReLU kernel, and every other operation (elementwise passes,
+    reductions, copies, the views' draws and the other kernels, the optimizer). This is a floor for
+    the step as it is built: what the step's operations cost, each at its own isolated speed, with
+    nothing for autograd's and Python's work between them. Each replay pays one call from Python,
+    as in the step. The column-blocked product's block products count as sparse, its copies as
+    other. Runs last (it trains a step, and the replays draw from the trainer's generator).
     """
     from bgrl_werank import kernels, ops
 
-    calls: dict[str, list] = {"dense": [], "sparse": [], "kernel": []}
+    calls: dict[str, list] = {"dense": [], "sparse": [], "kernel": [], "other": []}
+    recorder = _StepRecorder(calls)
 
     def recording(part, fn):
         def wrapper(*args, **kwargs):
             calls[part].append((fn, args, kwargs))
-            return fn(*args, **kwargs)
+            recorder.inside += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                recorder.inside -= 1
         return wrapper
 
     patched = [(ops, "csr_matmul", "sparse")]
     if kernels.available():
-        patched += [(kernels, "forward", "kernel"), (kernels, "backward", "kernel")]
+        patched += [(kernels, "forward", "kernel"), (kernels, "backward", "kernel"),
+                    (kernels, "prelu_backward", "other"), (kernels, "csr_keep", "other")]
     saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patched]
     for mod, name, part in patched:
         setattr(mod, name, recording(part, getattr(mod, name)))
     try:
-        with _DenseProductRecorder(calls["dense"]):
+        with recorder:
             trainer.step(epoch)
     finally:
         for mod, name, fn in saved:
             setattr(mod, name, fn)
     out: dict[str, object] = {}
-    keys = (("dense", "dense_products_alone_s"), ("sparse", "sparse_products_alone_s"), ("kernel", "bn_prelu_kernel_alone_s"))
+    keys = (("dense", "dense_products_alone_s"), ("sparse", "sparse_products_alone_s"),
+            ("kernel", "bn_prelu_kernel_alone_s"), ("other", "other_operations_alone_s"))
     with torch.no_grad():
         for part, key in keys:
-            total = sum(_median_seconds(functools.partial(fn, *args, **kwargs), repeats) for fn, args, kwargs in calls[part])
-            out[key] = round(total, 4)
+            replays = [_replayable(fn, args, kwargs) if isinstance(fn, torch._ops.OpOverload) else functools.partial(fn, *args, **kwargs)
+                       for fn, args, kwargs in calls[part]]
+            out[key] = round(sum(_replay_seconds(call, repeats) for call in replays), 4)
             out[key.replace("_alone_s", "_calls")] = len(calls[part])
     macs = sum(_product_macs(fn._schema.name, args) for fn, args, _ in calls["dense"])
     out["dense_products_gmacs"] = round(macs / 1e9, 4)
     out["dense_products_gflops_alone"] = round(2 * macs / 1e9 / out["dense_products_alone_s"], 1) if macs else None
+    out["operations_alone_s"] = round(sum(out[key] for _, key in keys), 4)
     return out
 
 
@@ -690,19 +765,20 @@ def markdown() -> str:
                 f"{r['floor_s_measured_rate']:.3f} | {r['s_epoch_median'] / r['floor_s_measured_rate']:.2f} | {r['floor_s_220gflops']:.3f} | {r['gmacs_per_step']:.1f} | {r['peak_rss_mb']:.0f} MB | {wr} | {gm} | {pr} |"
             )
         lines.append("")
-        lines += ["Against the performance issue's targets (WERank on). The last four columns are a floor for the step "
-                  "as it is built, from parts that cannot be dropped, each at its own speed: one more step records every "
-                  "dense product (at the dispatcher, forward and backward), every sparse product and every BatchNorm+PReLU "
-                  "kernel call with its operands, and each is then replayed alone; the dense products' rate at their own "
-                  "shapes is in brackets (the first table's floor assumes the 2048³ rate for all of them). What the target "
-                  "leaves above the sum is all there is for everything else: the predictor's PReLU, views, losses, "
-                  "WERank's non-product work, the optimizer, autograd and Python. WERank's share: its forward and "
-                  "backward alone, and what it adds to a step in the same process (≥ 20 more steps, about 10 s of "
-                  "them, WERank switched on and off in the order on, off, off, on, …; difference of the medians over "
-                  "the median step without it), which decides the column.", "",
+        lines += ["Against the performance issue's targets (WERank on). The last five columns are a floor for the step "
+                  "as it is built: one more step records every operator it runs (at the dispatcher, forward and backward "
+                  "passes alike, with its operands) and every sparse product and compiled-kernel call, and each is then "
+                  "replayed alone, from Python as in the step. The columns add up the dense products (their rate at "
+                  "their own shapes in brackets; the first table's floor assumes the 2048³ rate for all of them), the "
+                  "sparse products, the BatchNorm+PReLU kernel, and every other operation (elementwise passes, "
+                  "reductions, copies, the views' draws, the other kernels, the optimizer's update). What the target "
+                  "leaves above that sum is all there is for autograd's and Python's work between the operations. "
+                  "WERank's share: its forward and backward alone, and what it adds to a step in the same process "
+                  "(≥ 20 more steps, about 10 s of them, WERank switched on and off in the order on, off, off, on, …; "
+                  "difference of the medians over the median step without it), which decides the column.", "",
                   "| dataset | target s / epoch | measured | met | speed-up over the reference's s / epoch | WERank adds ≤ 20 % to the epoch "
-                  "| dense products alone | + sparse products alone | + BatchNorm+PReLU kernel alone | target − that |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| dense products alone | + sparse products alone | + BatchNorm+PReLU kernel alone | + every other operation alone | target − that |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name in DATASETS:
             r = epoch.get((name, True))
             if not r:
@@ -714,11 +790,11 @@ def markdown() -> str:
             if "werank_in_step_s" in r:  # the in-process A/B decides: it is what WERank adds to a step
                 added = r["werank_in_step_s"] / r["werank_ab_off_s"]
                 werank_cell = f"{'yes' if added <= 0.2 else '**no**'} (alone {100 * share:.1f} %, in the step {100 * added:+.1f} %)"
-            parts = ["—"] * 4
-            if "dense_products_alone_s" in r:  # rows from before the dense products were replayed have no such column
+            parts = ["—"] * 5
+            if "operations_alone_s" in r:  # rows from before every operation was replayed have no such column
                 with_kernel = r["floor_s_products"] + r["bn_prelu_kernel_alone_s"]
                 parts = [f"{r['dense_products_alone_s']:.3f} ({r['dense_products_gflops_alone']:.0f} GFLOP/s)", f"{r['floor_s_products']:.3f}",
-                         f"{with_kernel:.3f}", f"{TARGET_S[name] - with_kernel:+.3f}"]
+                         f"{with_kernel:.3f}", f"{r['operations_alone_s']:.3f}", f"{TARGET_S[name] - r['operations_alone_s']:+.3f}"]
             lines.append(f"| {name} | {TARGET_S[name]:.2f} | {r['s_epoch_median']:.3f} | {'yes' if r['s_epoch_median'] <= TARGET_S[name] else '**no**'} | "
                          f"{ref} | {werank_cell} | {' | '.join(parts)} |")
         cs = epoch.get(("coauthor-cs", True))

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from benchmarks.bench_epoch import PROFILE_CATEGORIES, profile_category, run_epochs, run_kernels_ab, step_macs
+from benchmarks.bench_epoch import (PROFILE_CATEGORIES, _replay_seconds, _replayable, profile_category, run_epochs,
+                                    run_kernels_ab, step_macs)
 from .conftest import TINY
 
 
@@ -63,6 +64,10 @@ def test_parts_replay_records_every_product_and_kernel_call_of_a_step():
     assert row["dense_products_calls"] >= views * (4 * (layers - 1) + 6) + 2 * werank_weights
     assert row["sparse_products_alone_s"] > 0 and row["dense_products_alone_s"] > 0
     assert row["floor_s_products"] == pytest.approx(row["dense_products_alone_s"] + row["sparse_products_alone_s"], abs=2e-4)
+    # everything else the step runs (its elementwise passes, the optimizer's update, ...) is replayed too
+    assert row["other_operations_calls"] > 50 and row["other_operations_alone_s"] > 0
+    parts = ("dense_products_alone_s", "sparse_products_alone_s", "bn_prelu_kernel_alone_s", "other_operations_alone_s")
+    assert row["operations_alone_s"] == pytest.approx(sum(row[k] for k in parts), abs=4e-4)
     # WERank's Gram is formed from its upper triangle only, so fewer multiply-adds run than it counts
     assert 0 < row["dense_products_gmacs"] <= row["gmacs_dense_per_step"]
     # the WERank on/off steps ran, and their difference is what the row reports
@@ -114,3 +119,18 @@ def test_recorded_dense_products_are_the_counted_multiply_adds():
     row = run_epochs(spec)
     assert row["dense_products_calls"] == 2 * (4 * 1 + 6)
     assert row["dense_products_gmacs"] == pytest.approx(row["gmacs_dense_per_step"], rel=1e-3, abs=1e-4)
+
+
+def test_replaying_an_in_place_operator_leaves_its_operands_alone():
+    # The floor replays the optimizer's update and gradient accumulations; each replay must write to
+    # fresh copies, or a benchmark step would move the weights several times over.
+    x, y = torch.ones(4), torch.full((4,), 2.0)
+    call = _replayable(torch.ops.aten.add_.Tensor, (x, y), {})
+    assert _replay_seconds(call, 3) >= 0
+    assert torch.equal(x, torch.ones(4))
+    xs = [torch.ones(3), torch.zeros(2)]
+    _replay_seconds(_replayable(torch.ops.aten._foreach_mul_.Scalar, (xs, 5.0), {}), 3)
+    assert torch.equal(xs[0], torch.ones(3)) and torch.equal(xs[1], torch.zeros(2))
+    # an operator that writes nothing runs on its operands as recorded
+    out = _replayable(torch.ops.aten.mul.Tensor, (y, y), {})()
+    assert torch.equal(out, torch.full((4,), 4.0))
