@@ -120,6 +120,10 @@ def _train(args: argparse.Namespace) -> int:
         probe_splits(cfg, graph)  # and on a split protocol the dataset lacks, before any training
     if state is None:
         run_dir = _new_run_dir(cfg, args.run_dir, args.force)
+        if not args.config:  # a bare `python train.py` trains the schema's defaults; say so, and how to choose
+            print(f"no --config given: training the built-in defaults ({cfg.data.name}, {cfg.train.epochs} epochs"
+                  f"{', with --set overrides' if args.overrides else ''}); pass --config configs/<dataset>.yaml "
+                  f"for a dataset's settings", file=sys.stderr)
     save_config(cfg, run_dir / "config.yaml")
     trainer = Trainer(cfg, graph, run_dir)
     if state is not None:

@@ -31,7 +31,10 @@ def test_train_then_eval_reproduces_accuracy(tmp_path, capsys):
     assert rec["epoch"] == 12 and abs(rec["loss"] - rec["bgrl_loss"] - rec["werank"]) < 1e-5
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 12
-    assert "Test accuracy" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "Test accuracy" in captured.out
+    # without --config the run says that it trains the built-in defaults (here overridden), and how to choose
+    assert "no --config given: training the built-in defaults (csbm, 12 epochs, with --set overrides)" in captured.err
 
     out = tmp_path / "eval"
     assert eval_main(["--checkpoint", str(run / "checkpoint.pt"), "--out", str(out)]) == 0
