@@ -263,15 +263,16 @@ def _written(func, args, kwargs) -> list[tuple[str | int, object]]:
 
 
 def _replayable(func, args, kwargs):
-    """A call of ``func`` that can run again and again: written tensors are fresh copies each time.
+    """A maker of calls of ``func`` that can run again and again: each call gets fresh copies of the tensors it writes.
 
     Without this, replaying an in-place operator (the optimizer's update, a gradient accumulation)
-    would change the model's state a few times more; with it, only the copies change (they are made
-    outside the timed call).
+    would change the model's state a few times more; with it, only the copies change. The copies
+    are made when the call is made, outside the timer (:func:`_replay_seconds`).
     """
     written = _written(func, args, kwargs)
     if not written:
-        return functools.partial(func, *args, **kwargs)
+        call = functools.partial(func, *args, **kwargs)
+        return lambda: call
 
     def fresh(v):
         if isinstance(v, torch.Tensor):
@@ -280,29 +281,23 @@ def _replayable(func, args, kwargs):
             return type(v)(fresh(x) for x in v)
         return v
 
-    class _Call:  # the copies are made by prepare(), outside the timer, before every timed call
-        def prepare(self):
-            a, k = list(args), dict(kwargs)
-            for where, v in written:
-                if isinstance(where, int):
-                    a[where] = fresh(v)
-                else:
-                    k[where] = fresh(v)
-            self.call = functools.partial(func, *a, **k)
+    def make():
+        a, k = list(args), dict(kwargs)
+        for where, v in written:
+            if isinstance(where, int):
+                a[where] = fresh(v)
+            else:
+                k[where] = fresh(v)
+        return functools.partial(func, *a, **k)
 
-        def __call__(self):
-            return self.call()
-
-    return _Call()
+    return make
 
 
-def _replay_seconds(call, repeats: int) -> float:
-    """Median wall time of ``call()`` over ``repeats`` calls after one untimed call; see :func:`_replayable`."""
-    prepare = getattr(call, "prepare", None)
+def _replay_seconds(make, repeats: int) -> float:
+    """Median wall time of ``make()()`` over ``repeats`` calls after one untimed call (see :func:`_replayable`)."""
     times = []
     for i in range(repeats + 1):
-        if prepare:
-            prepare()
+        call = make()
         t = time.perf_counter()
         call()
         if i:
@@ -357,7 +352,8 @@ def _parts_alone(trainer, epoch: int, repeats: int = 5) -> dict[str, object]:
             ("kernel", "bn_prelu_kernel_alone_s"), ("other", "other_operations_alone_s"))
     with torch.no_grad():
         for part, key in keys:
-            replays = [_replayable(fn, args, kwargs) if isinstance(fn, torch._ops.OpOverload) else functools.partial(fn, *args, **kwargs)
+            replays = [_replayable(fn, args, kwargs) if isinstance(fn, torch._ops.OpOverload)
+                       else (lambda call=functools.partial(fn, *args, **kwargs): call)  # wrapped calls write nothing
                        for fn, args, kwargs in calls[part]]
             out[key] = round(sum(_replay_seconds(call, repeats) for call in replays), 4)
             out[key.replace("_alone_s", "_calls")] = len(calls[part])

@@ -132,5 +132,5 @@ def test_replaying_an_in_place_operator_leaves_its_operands_alone():
     _replay_seconds(_replayable(torch.ops.aten._foreach_mul_.Scalar, (xs, 5.0), {}), 3)
     assert torch.equal(xs[0], torch.ones(3)) and torch.equal(xs[1], torch.zeros(2))
     # an operator that writes nothing runs on its operands as recorded
-    out = _replayable(torch.ops.aten.mul.Tensor, (y, y), {})()
+    out = _replayable(torch.ops.aten.mul.Tensor, (y, y), {})()()
     assert torch.equal(out, torch.full((4,), 4.0))
