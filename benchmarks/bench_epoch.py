@@ -358,6 +358,7 @@ def _parts_alone(trainer, epoch: int, repeats: int = 5) -> dict[str, object]:
             out[key] = round(sum(_replay_seconds(call, repeats) for call in replays), 4)
             out[key.replace("_alone_s", "_calls")] = len(calls[part])
     macs = sum(_product_macs(fn._schema.name, args) for fn, args, _ in calls["dense"])
+    out["dense_products_macs"] = int(macs)
     out["dense_products_gmacs"] = round(macs / 1e9, 4)
     out["dense_products_gflops_alone"] = round(2 * macs / 1e9 / out["dense_products_alone_s"], 1) if macs else None
     out["operations_alone_s"] = round(sum(out[key] for _, key in keys), 4)
