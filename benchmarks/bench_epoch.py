@@ -92,13 +92,7 @@ def _hwm_mb() -> float:
 
 def _median_seconds(fn, repeats: int) -> float:
     """Median wall time of ``fn()`` over ``repeats`` calls, after one untimed call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return _replay_seconds(lambda: fn, repeats)
 
 
 def _alternating_steps(trainer, first_epoch: int, pairs: int, switch) -> tuple[float, float]:
@@ -294,7 +288,11 @@ def _replayable(func, args, kwargs):
 
 
 def _replay_seconds(make, repeats: int) -> float:
-    """Median wall time of ``make()()`` over ``repeats`` calls after one untimed call (see :func:`_replayable`)."""
+    """Median wall time of ``make()()`` over ``repeats`` calls after one untimed call; ``make()`` is not timed.
+
+    The one timing loop of this module: :func:`_median_seconds` times a fixed call through it, the
+    floor's replays (:func:`_replayable`) a fresh call each time.
+    """
     times = []
     for i in range(repeats + 1):
         call = make()
