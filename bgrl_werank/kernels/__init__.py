@@ -152,8 +152,9 @@ def _slopes(slope: torch.Tensor, c: int) -> tuple[torch.Tensor, int]:
 
 
 def _layer_params(gamma: torch.Tensor, beta: torch.Tensor, slope: torch.Tensor, c: int):
-    """The BatchNorm and PReLU parameters as the kernel reads them: contiguous, c slopes."""
-    return gamma.detach().contiguous(), beta.detach().contiguous(), _slopes(slope, c)[0]
+    """The BatchNorm and PReLU parameters as the kernel reads them (contiguous, c slopes), and the
+    slope gradient's kind as :func:`_slopes` gives it."""
+    return gamma.detach().contiguous(), beta.detach().contiguous(), *_slopes(slope, c)
 
 
 def forward(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, slope: torch.Tensor, eps: float):
@@ -164,7 +165,7 @@ def forward(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, slope: tor
     n, c = z.shape
     out = torch.empty_like(z)
     mean, invstd, var = (torch.empty(c, dtype=z.dtype) for _ in range(3))
-    gamma, beta, slope = _layer_params(gamma, beta, slope, c)
+    gamma, beta, slope, _ = _layer_params(gamma, beta, slope, c)
     rc = _LIB.bnp_forward(_ptr(z), n, c, _ptr(gamma), _ptr(beta), _ptr(slope), float(eps), torch.get_num_threads(),
                           _ptr(out), _ptr(mean), _ptr(invstd), _ptr(var))
     if rc != 0:
@@ -180,8 +181,7 @@ def backward(grad: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor, beta: tor
     grad_z = torch.empty_like(z) if need_input_grad else None
     grad_gamma, grad_beta = torch.empty(c, dtype=z.dtype), torch.empty(c, dtype=z.dtype)
     grad_slope = torch.empty(slope.shape, dtype=z.dtype)
-    per_channel = _slopes(slope, c)[1]
-    gamma, beta, slope = _layer_params(gamma, beta, slope, c)
+    gamma, beta, slope, per_channel = _layer_params(gamma, beta, slope, c)
     rc = _LIB.bnp_backward(_ptr(grad), _ptr(z), n, c, _ptr(gamma), _ptr(beta), _ptr(slope), per_channel,
                            _ptr(mean), _ptr(invstd), torch.get_num_threads(), _ptr(grad_z), _ptr(grad_gamma),
                            _ptr(grad_beta), _ptr(grad_slope))
