@@ -76,7 +76,12 @@ class ModelConfig:
 
     layer_sizes: list[int] = field(default_factory=lambda: [512, 256])
     predictor_hidden: int = 512
-    batchnorm_momentum: float = 0.01
+    # PyTorch's convention: running <- (1 - m)·running + m·batch, so m is the weight of the NEW
+    # batch. 0.99 is what the BGRL reference passes (PyG BatchNorm forwards it to PyTorch unchanged):
+    # the eval-mode statistics are essentially the last training view's. (0.01, used before, left
+    # the initial running variance of 1 decaying as 0.99^n, far above the data's.)
+    batchnorm_momentum: float = 0.99
+    prelu: str = "shared"  # "shared": one slope per layer (reference nn.PReLU()); "channel": one per channel
     target_init: str = "reinit"  # "reinit": fresh initialisation (reference BGRL); "copy": the online weights
 
 
@@ -305,6 +310,7 @@ def apply_override(data: dict, assignment: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 PROTOCOLS = ("public", "random", "preset")
+PRELU_MODES = ("shared", "channel")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -327,6 +333,7 @@ def validate(cfg: Config) -> Config:
         _check(s > 0, f"model.layer_sizes.{i} must be > 0, got {s}")
     _check(cfg.model.predictor_hidden > 0, f"model.predictor_hidden must be > 0, got {cfg.model.predictor_hidden}")
     _check(0.0 <= cfg.model.batchnorm_momentum <= 1.0, f"model.batchnorm_momentum must be in [0, 1], got {cfg.model.batchnorm_momentum}")
+    _check(cfg.model.prelu in PRELU_MODES, f"model.prelu must be one of {', '.join(PRELU_MODES)}, got {cfg.model.prelu!r}")
     _check(cfg.model.target_init in ("reinit", "copy"), f"model.target_init must be 'reinit' or 'copy', got {cfg.model.target_init!r}")
     _check(len(cfg.augment) == 2, f"augment must list exactly 2 views, got {len(cfg.augment)}")
     for i, v in enumerate(cfg.augment):
@@ -417,6 +424,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Load a YAML config (or only defaults when ``path`` is None) and apply ``--set`` overrides."""
     data = read_yaml(path) if path is not None else {}
     return build_config(data, overrides)
+
+
+# Keys added to the schema after runs were written, with the value those runs used (their saved
+# configs lack the key, and the schema's default now differs). Applied to every saved config read
+# back from a checkpoint, so older run folders still load, resume and evaluate as they were trained.
+LEGACY_VALUES = {("model", "prelu"): "channel"}  # before 2026-12-01 every encoder PReLU was per channel
+
+
+def upgrade_saved_config(data: dict) -> dict:
+    """A saved config's mapping with :data:`LEGACY_VALUES` filled in where it lacks them (in place)."""
+    for (section, key), value in LEGACY_VALUES.items():
+        part = data.get(section)
+        if isinstance(part, dict) and key not in part:
+            part[key] = value
+    return data
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -19,17 +19,19 @@ from torch_geometric.nn import GCNConv
 from .augment import drop_edges, mask_features
 from .losses.werank import _alphas, gram
 from .models import BGRL
+from .models.encoder import prelu_slopes
 
 
 class PlainGCNEncoder(nn.Module):
     """``GCNConv → BatchNorm1d → PReLU`` per layer with PyG defaults; same parameter names as :class:`GCNEncoder`."""
 
-    def __init__(self, in_channels: int, layer_sizes: Sequence[int], batchnorm_momentum: float = 0.01) -> None:
+    def __init__(self, in_channels: int, layer_sizes: Sequence[int], batchnorm_momentum: float = 0.99,
+                 prelu: str = "shared") -> None:
         super().__init__()
         sizes = [in_channels, *layer_sizes]
         self.convs = nn.ModuleList(GCNConv(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm1d(o, momentum=batchnorm_momentum) for o in sizes[1:])
-        self.acts = nn.ModuleList(nn.PReLU(o) for o in sizes[1:])
+        self.acts = nn.ModuleList(nn.PReLU(prelu_slopes(prelu, o)) for o in sizes[1:])
         self.layer_sizes = list(layer_sizes)
 
     @property
@@ -61,11 +63,12 @@ def build_plain_bgrl(
     in_channels: int,
     layer_sizes: Sequence[int],
     predictor_hidden: int = 512,
-    batchnorm_momentum: float = 0.01,
+    batchnorm_momentum: float = 0.99,
     target_init: str = "reinit",
+    prelu: str = "shared",
 ) -> BGRL:
     """A BGRL of plain modules, drawing its initial weights in the same order as :func:`build_bgrl`."""
-    encoder = PlainGCNEncoder(in_channels, layer_sizes, batchnorm_momentum)
+    encoder = PlainGCNEncoder(in_channels, layer_sizes, batchnorm_momentum, prelu)
     return BGRL(encoder, PlainPredictor(encoder.out_channels, predictor_hidden), target_init)
 
 
@@ -114,7 +117,7 @@ def plain_trainer(cfg, graph, run_dir):
             super().__init__(cfg, graph, run_dir, progress=False)
             torch.manual_seed(cfg.seed)  # the plain model draws the fast model's initial weights again
             m = cfg.model
-            self.model = build_plain_bgrl(graph.x.size(1), m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init)
+            self.model = build_plain_bgrl(graph.x.size(1), m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init, m.prelu)
             self.optimizer = torch.optim.AdamW(self.model.trainable_parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
             self.loss_term, self.penalty = plain_bgrl_loss_term, plain_werank_penalty
             self.dense_x = graph.x.to_dense() if graph.x.layout != torch.strided else graph.x

@@ -110,5 +110,10 @@ def test_target_not_trained_and_not_in_optimizer():
 def test_encoder_layer_structure():
     enc = GCNEncoder(10, [32, 16])
     assert len(enc.convs) == 2 and enc.out_channels == 16
-    assert enc.norms[0].momentum == 0.01
-    assert all(isinstance(a, torch.nn.PReLU) and a.weight.numel() == n for a, n in zip(enc.acts, (32, 16)))
+    # the reference's blocks: BatchNorm momentum 0.99 (PyTorch's convention) and one PReLU slope per layer
+    assert all(n.momentum == 0.99 for n in enc.norms)
+    assert all(isinstance(a, torch.nn.PReLU) and a.weight.numel() == 1 for a in enc.acts)
+    per_channel = GCNEncoder(10, [32, 16], prelu="channel")
+    assert [a.weight.numel() for a in per_channel.acts] == [32, 16]
+    with pytest.raises(ValueError, match="prelu"):
+        GCNEncoder(10, [32], prelu="bogus")

@@ -89,10 +89,12 @@ def build_bgrl(
     in_channels: int,
     layer_sizes: list[int],
     predictor_hidden: int = 512,
-    batchnorm_momentum: float = 0.01,
+    batchnorm_momentum: float = 0.99,
     target_init: str = "reinit",
+    prelu: str = "shared",
 ) -> BGRL:
-    """A BGRL model from plain arguments (never the whole config)."""
-    encoder = GCNEncoder(in_channels, layer_sizes, batchnorm_momentum)
+    """A BGRL model from plain arguments (never the whole config); see :class:`GCNEncoder` for the
+    BatchNorm momentum's convention (PyTorch's: the weight of the new batch) and ``prelu``."""
+    encoder = GCNEncoder(in_channels, layer_sizes, batchnorm_momentum, prelu)
     predictor = MLPPredictor(encoder.out_channels, predictor_hidden)
     return BGRL(encoder, predictor, target_init)

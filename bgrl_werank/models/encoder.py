@@ -24,7 +24,13 @@ class GCNEncoder(nn.Module):
     Args:
         in_channels: input feature size.
         layer_sizes: output size of each layer, e.g. ``[512, 256]``; the last is the representation size.
-        batchnorm_momentum: ``BatchNorm1d`` momentum (default ``0.01``, as the reference).
+        batchnorm_momentum: ``BatchNorm1d`` momentum in PyTorch's convention, the weight of the new
+            batch: running ← (1 − m)·running + m·batch. Default ``0.99``, the value the BGRL reference
+            passes (through PyG's ``BatchNorm``, which hands it to PyTorch unchanged), so the eval-mode
+            statistics are essentially those of the last training view. Not TensorFlow's convention,
+            where 0.99 would be the weight of the old statistics.
+        prelu: ``"shared"`` (default): one PReLU slope per layer, as the reference's ``nn.PReLU()``;
+            ``"channel"``: one slope per output channel.
 
     The forward pass computes each ``GCNConv`` as PyG defines it — Â·(X·Wᵀ) + b — from the layer's own
     parameters, through :func:`bgrl_werank.ops.sparse_matmul` (which reuses the transposes cached in a
@@ -46,7 +52,8 @@ class GCNEncoder(nn.Module):
         - output: (N, layer_sizes[-1])
     """
 
-    def __init__(self, in_channels: int, layer_sizes: Sequence[int], batchnorm_momentum: float = 0.01) -> None:
+    def __init__(self, in_channels: int, layer_sizes: Sequence[int], batchnorm_momentum: float = 0.99,
+                 prelu: str = "shared") -> None:
         super().__init__()
         if not layer_sizes:
             raise ValueError("GCNEncoder needs at least one layer size")
@@ -54,7 +61,7 @@ class GCNEncoder(nn.Module):
         self.convs = nn.ModuleList(GCNConv(i, o, normalize=False) for i, o in zip(sizes[:-1], sizes[1:]))
         store_feature_major(self.convs[0].lin)
         self.norms = nn.ModuleList(nn.BatchNorm1d(o, momentum=batchnorm_momentum) for o in sizes[1:])
-        self.acts = nn.ModuleList(FastPReLU(o) for o in sizes[1:])
+        self.acts = nn.ModuleList(FastPReLU(prelu_slopes(prelu, o)) for o in sizes[1:])
         self.in_channels = in_channels
         self.layer_sizes = list(layer_sizes)
 
@@ -86,6 +93,13 @@ class GCNEncoder(nn.Module):
                 stored.copy_(lin.weight)
         finally:
             lin.weight = stored
+
+
+def prelu_slopes(mode: str, channels: int) -> int:
+    """How many slopes a PReLU over ``channels`` has: 1 for ``"shared"``, ``channels`` for ``"channel"``."""
+    if mode not in ("shared", "channel"):
+        raise ValueError(f"prelu must be 'shared' or 'channel', got {mode!r}")
+    return 1 if mode == "shared" else channels
 
 
 def store_feature_major(lin: nn.Module) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from ..config import upgrade_saved_config
+
 FORMAT = "bgrl-werank-checkpoint-v1"
 REQUIRED_KEYS = ("format", "epoch", "config", "online_encoder", "predictor", "target_encoder")
 
@@ -77,4 +79,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint '{path}' is incomplete: missing {', '.join(missing)}")
+    if isinstance(state["config"], dict):
+        upgrade_saved_config(state["config"])  # older checkpoints: the values they were trained with
     return state

@@ -111,7 +111,7 @@ def _load(d):
 
 def build_model(cfg: Config, in_channels: int) -> BGRL:
     m = cfg.model
-    return build_bgrl(in_channels, m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init)
+    return build_bgrl(in_channels, m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init, m.prelu)
 
 
 def regularised_weights(model: BGRL, include_predictor: bool) -> list[Tensor]:
