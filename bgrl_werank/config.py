@@ -122,6 +122,11 @@ class EvalConfig:
     split_seed: int = 0
     c_grid: Union[list[float], None] = None  # None: 2^-10 … 2^10
     backend: str = "torch"  # torch (fast, batched) | sklearn (reference)
+    # Eval-mode BatchNorm statistics of the frozen encoder: "running" (as trained; with the default
+    # momentum 0.99 essentially the last training view's, as the reference) or "views" (re-estimated
+    # as the average over batchnorm_views fresh training views; see bgrl_werank/models/batchnorm.py)
+    batchnorm: str = "running"
+    batchnorm_views: int = 20
 
 
 @dataclass
@@ -358,6 +363,8 @@ def validate(cfg: Config) -> Config:
     _check(0.0 <= cfg.optim.momentum <= 1.0, f"optim.momentum must be in [0, 1], got {cfg.optim.momentum}")
     _check(cfg.eval.protocol in PROTOCOLS, f"eval.protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.eval.protocol!r}")
     _check(cfg.eval.num_splits > 0, f"eval.num_splits must be > 0, got {cfg.eval.num_splits}")
+    _check(cfg.eval.batchnorm in ("running", "views"), f"eval.batchnorm must be 'running' or 'views', got {cfg.eval.batchnorm!r}")
+    _check(1 <= cfg.eval.batchnorm_views <= 10_000, f"eval.batchnorm_views must be in [1, 10000], got {cfg.eval.batchnorm_views}")
     _check(cfg.eval.backend in ("torch", "sklearn"), f"eval.backend must be 'torch' or 'sklearn', got {cfg.eval.backend!r}")
     if cfg.eval.c_grid is not None:
         _check(len(cfg.eval.c_grid) > 0 and all(c > 0 for c in cfg.eval.c_grid), "eval.c_grid must be a non-empty list of positive numbers or null")

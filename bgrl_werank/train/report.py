@@ -35,10 +35,19 @@ def build_report(cfg: Config, probe: dict[str, Any], extra: dict[str, Any] | Non
             "momentum": cfg.optim.momentum,
             "augment": [[v.edge_drop_p, v.feat_mask_p] for v in cfg.augment],
             "werank_include_predictor": cfg.werank.include_predictor,
+            "batchnorm_momentum": cfg.model.batchnorm_momentum,
         },
+        "eval_batchnorm": _batchnorm_statistics(cfg),
     }
     report.update(extra or {})
     return report
+
+
+def _batchnorm_statistics(cfg: Config) -> str:
+    """What the probe's eval-mode BatchNorm statistics are, in words."""
+    if cfg.eval.batchnorm == "views":
+        return f"re-estimated over {cfg.eval.batchnorm_views} training views"
+    return f"running (momentum {cfg.model.batchnorm_momentum}, PyTorch convention: weight of the new batch)"
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -63,6 +72,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| views (edge_drop_p, feat_mask_p) | {hp['augment'][0]}, {hp['augment'][1]} |",
         f"| probe | {report['probe_backend']}, {report['probe_seconds']:.2f} s |",
     ]
+    if "eval_batchnorm" in report:  # reports written before 2026-12-01 lack it
+        lines.append(f"| eval-mode BatchNorm statistics | {report['eval_batchnorm']} |")
     if "rankme" in report:
         lines.append(f"| RankMe of representations | {report['rankme']:.1f} of {hp['layer_sizes'][-1]} |")
     if "train_seconds" in report:

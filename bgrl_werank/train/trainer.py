@@ -9,6 +9,7 @@ continues bit for bit where it stopped.
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import sys
@@ -27,7 +28,7 @@ from ..config import Config, to_dict
 from ..losses import bgrl_loss_term, encoder_weights, werank_penalty
 from ..rundir import trim_jsonl
 from ..ops import keep_heap_if_room, rss_bytes
-from ..models import BGRL, build_bgrl, cosine_momentum, warmup_cosine_lr
+from ..models import BGRL, build_bgrl, cosine_momentum, reestimate_batchnorm, warmup_cosine_lr
 from . import diagnostics
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -123,13 +124,42 @@ def regularised_weights(model: BGRL, include_predictor: bool) -> list[Tensor]:
 
 
 @torch.no_grad()
-def embed(model: BGRL, graph: Graph) -> Tensor:
-    """Representations of the un-augmented graph by the frozen online encoder (eval mode)."""
-    was_training = model.training
-    model.eval()
-    z = model.online_encoder(graph.x, graph.full_adjacency())
-    model.train(was_training)
+def embed(model: BGRL | torch.nn.Module, graph: Graph) -> Tensor:
+    """Representations of the un-augmented graph by the frozen online encoder (eval mode).
+
+    ``model`` is a :class:`BGRL` (its online encoder is used) or an encoder itself."""
+    encoder = model.online_encoder if isinstance(model, BGRL) else model
+    was_training = encoder.training
+    encoder.eval()
+    z = encoder(graph.x, graph.full_adjacency())
+    encoder.train(was_training)
     return z
+
+
+# Seed offset of the views that re-estimate BatchNorm statistics: a stream of its own, never the
+# training generator's (evaluation must not change what a resumed run draws next).
+BATCHNORM_VIEWS_SEED = 7_919
+
+
+def batchnorm_views(cfg: Config, graph: Graph, count: int):
+    """``count`` fresh training views (features, adjacency) under ``cfg.augment``, alternating view 1
+    and view 2, from a generator seeded by ``cfg.seed`` (reproducible; independent of training's)."""
+    builder = ViewBuilder(graph.x, graph.edge_index)
+    generator = torch.Generator().manual_seed(cfg.seed + BATCHNORM_VIEWS_SEED)
+    for i in range(count):
+        v = cfg.augment[i % len(cfg.augment)]
+        yield builder.view(v.edge_drop_p, v.feat_mask_p, generator)
+
+
+def eval_encoder(cfg: Config, model: BGRL, graph: Graph) -> torch.nn.Module:
+    """The encoder the probe sees: the online encoder as trained (``eval.batchnorm: running``), or a
+    copy of it whose BatchNorm statistics are re-estimated over ``eval.batchnorm_views`` training
+    views (``views``; :func:`bgrl_werank.models.reestimate_batchnorm`). The model is never changed."""
+    if cfg.eval.batchnorm == "running":
+        return model.online_encoder
+    encoder = copy.deepcopy(model.online_encoder)
+    reestimate_batchnorm(encoder, batchnorm_views(cfg, graph, cfg.eval.batchnorm_views))
+    return encoder
 
 
 def probe_splits(cfg: Config, graph: Graph) -> list:
@@ -147,7 +177,7 @@ def evaluate(cfg: Config, model: BGRL, graph: Graph) -> dict[str, Any]:
     """Linear probe (``cfg.eval``) on the online encoder's representations; adds RankMe."""
     from ..eval import covariance_spectrum, linear_probe, rankme
 
-    z = embed(model, graph)
+    z = embed(eval_encoder(cfg, model, graph), graph)
     splits = probe_splits(cfg, graph)
     kwargs = {"backend": cfg.eval.backend}
     if cfg.eval.c_grid is not None:
