@@ -183,6 +183,7 @@ def _row(sweep_dir: Path, cell: Cell) -> dict:
             last = json.loads(lines[-1]) if lines else {}
         row.update(
             alpha=json.dumps(r["werank_alpha"]), accuracy_mean=r["accuracy_mean"], accuracy_std=r["accuracy_std"],
+            val_mean=float(np.mean(r["val_acc"])) if r.get("val_acc") else None,
             num_splits=r["num_splits"], rankme=r.get("rankme"), final_loss=last.get("loss"),
             final_bgrl_loss=last.get("bgrl_loss"), final_werank=last.get("werank"),
             wall_time_s=r.get("train_seconds"), status="done", error="",
@@ -197,7 +198,7 @@ def _row(sweep_dir: Path, cell: Cell) -> dict:
 
 RESULT_COLUMNS = [
     "cell", "strength", "edge_drop_p_1", "feat_mask_p_1", "edge_drop_p_2", "feat_mask_p_2", "method", "werank",
-    "alpha", "seed", "accuracy_mean", "accuracy_std", "num_splits", "rankme", "final_loss", "final_bgrl_loss",
+    "alpha", "seed", "accuracy_mean", "accuracy_std", "val_mean", "num_splits", "rankme", "final_loss", "final_bgrl_loss",
     "final_werank", "wall_time_s", "status", "error",
 ]
 
