@@ -33,18 +33,18 @@ def test_fast_features_goes_sparse_only_when_sparse():
     assert fast_features(torch.randn(5, 5)).layout == torch.strided
 
 
-@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("sparse,prelu", [(True, "shared"), (False, "shared"), (True, "channel")])
 @pytest.mark.parametrize("include_predictor", [False, True])
-def test_same_loss_and_gradients_as_plain_implementation(sparse, include_predictor):
+def test_same_loss_and_gradients_as_plain_implementation(sparse, prelu, include_predictor):
     """One BGRL step, fast vs plain, from the same seed: equal loss and equal gradients everywhere."""
     x, ei = _graph()
     if not sparse:
         x = x + 0.01  # dense features take the dense first layer
     sizes, hidden = [32, 16], 24
     torch.manual_seed(0)
-    fast = build_bgrl(x.size(1), sizes, hidden)
+    fast = build_bgrl(x.size(1), sizes, hidden, prelu=prelu)
     torch.manual_seed(0)
-    plain = build_plain_bgrl(x.size(1), sizes, hidden)
+    plain = build_plain_bgrl(x.size(1), sizes, hidden, prelu=prelu)
     for a, b in zip(fast.state_dict().values(), plain.state_dict().values()):
         assert torch.equal(a, b)  # same initialisation from the same seed
 

@@ -13,7 +13,8 @@ PyTorch operators it replaces (numbers below and in NOTES.md), each checked agai
 
 About the BatchNorm → PReLU kernel:
 
-Each encoder layer ends in BatchNorm (batch statistics) and a per-channel PReLU. In stock PyTorch
+Each encoder layer ends in BatchNorm (batch statistics) and a PReLU (one shared slope, as the BGRL
+reference, or one per channel; the kernel takes either). In stock PyTorch
 these are two operators whose backward passes read and write the (N, C) activation about 19 times
 between them (PReLU's own backward, or this project's five-op replacement in :mod:`bgrl_werank.ops`,
 then ``native_batch_norm_backward``), and PReLU keeps its own copy of the normalised activation for
