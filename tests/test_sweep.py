@@ -123,3 +123,37 @@ def test_out_flag_puts_the_sweep_elsewhere(tmp_path):
     assert sweep_mod.main(["--config", str(path), "--out", str(other)]) == 0
     assert _rows(other / "tiny")[0]["status"] == "done"
     assert not (tmp_path / "sweeps").exists()  # the YAML's out_dir is left alone
+
+
+def test_select_chooses_on_validation_accuracy(tmp_path, capsys):
+    """``bgrl_werank.select``: settings = cells without their seed; the chosen one has the highest
+    mean validation accuracy (computed here from the cells' own reports), the test column plays no part."""
+    import numpy as np
+
+    from bgrl_werank import select
+
+    path = _write(tmp_path, strength={"scale": [1.0]}, grid={"optim.lr": [0.01, 0.03]})
+    assert sweep_mod.main(["--config", str(path)]) == 0
+    folder = tmp_path / "sweeps" / "tiny"
+    rows = _rows(folder)
+    for r in rows:  # results.csv carries each cell's mean validation accuracy
+        report = json.loads((folder / "cells" / r["cell"] / "report.json").read_text())
+        assert float(r["val_mean"]) == pytest.approx(np.mean(report["val_acc"]))
+    capsys.readouterr()
+    assert select.main([str(folder)]) == 0
+    text = capsys.readouterr().out
+    for method, label in (("bgrl", "BGRL"), ("bgrl+werank", "BGRL + WERank")):
+        means = {lr: np.mean([float(r["val_mean"]) for r in rows if r["method"] == method and r["optim.lr"] == lr])
+                 for lr in ("0.01", "0.03")}
+        bold = [line for line in text.splitlines() if line.startswith(f"| **{label}** |")]
+        assert len(bold) == 1 and f"**{max(means, key=means.get)}**" in bold[0]
+    # a second sweep without the grid axis: its lr comes from each cell's resolved config
+    other = _write(tmp_path, name="other", methods=["bgrl"], strength={"scale": [0.5]})
+    assert sweep_mod.main(["--config", str(other)]) == 0
+    capsys.readouterr()
+    assert select.main([str(folder), str(tmp_path / "sweeps" / "other")]) == 0
+    text = capsys.readouterr().out.replace("**", "")
+    assert sum(line.startswith("| BGRL") for line in text.splitlines()) == 5
+    assert "(0.1, 0.15) / (0.2, 0.2) | — | 0.01 |" in text  # TINY's lr, read from the other sweep's cell configs
+    assert select.main([str(tmp_path / "nowhere")]) == 2
+    assert "run the sweep first" in capsys.readouterr().err
