@@ -9,7 +9,7 @@ import os as _os
 import warnings as _warnings
 
 # Large tensors on transparent huge pages: 512× fewer page faults when a (18333, 512) activation is
-# allocated, measured 1.78 vs 2.05 s per Coauthor CS epoch and a lower peak RSS (NOTES.md). torch reads
+# allocated, measured 1.78 vs 2.05 s per Coauthor CS epoch and a lower peak RSS (docs/notes/sessions-1-10.md). torch reads
 # the variable once, at its first allocation, so it only takes effect when bgrl_werank is imported
 # before torch (as train.py, eval.py and the benchmarks do); set it to 0 to opt out.
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

@@ -134,7 +134,7 @@ class MaskableCSR:
     forward product X·Wᵀ and its weight gradient Xᵀ·G skip them: with ``feat_mask_p`` = 0.3–0.4 that
     is a third fewer row gathers, for ~3.4 ms of compaction per Coauthor CS view (the compiled
     :func:`bgrl_werank.kernels.csr_keep`; ~9 ms with PyTorch operators) against ~30 ms saved
-    (NOTES.md). The sums are those of the zeroed matrix term for term, less the zero terms. Indices
+    (docs/notes/sessions-1-10.md). The sums are those of the zeroed matrix term for term, less the zero terms. Indices
     are int32, which ``embedding_bag`` takes as well as int64 and which halves their memory traffic.
 
     Args:
@@ -155,7 +155,7 @@ class MaskableCSR:
 
     def masked(self, keep: Tensor) -> SparseOperand:
         """X with only the columns where ``keep`` (F,) bool is true, and its transpose."""
-        if self._val.dtype == torch.float32 and kernels.available():  # compiled, ~1/3 of the time (NOTES.md)
+        if self._val.dtype == torch.float32 and kernels.available():  # compiled, ~1/3 of the time (docs/notes/sessions-1-10.md)
             return SparseOperand(kernels.csr_keep(self.full.mat, keep, "columns"), kernels.csr_keep(self.full.mat_t, keep, "rows"))
         # nonzero + index_select rather than masked_select: 3 ms vs 12 ms per Coauthor CS direction
         # (masked_select runs on one thread here); the same entries in the same order.

@@ -1,7 +1,7 @@
 """Compiled kernels for the training step, built on first use; optional.
 
 ``bn_prelu.c`` holds three kinds, each hand-written because it is measurably faster than the
-PyTorch operators it replaces (numbers below and in NOTES.md), each checked against them:
+PyTorch operators it replaces (numbers below and in docs/notes/sessions-1-10.md), each checked against them:
 
 * the encoder layers' BatchNorm → PReLU, forward and backward (:func:`forward`, :func:`backward`);
 * the predictor's PReLU backward in one pass (:func:`prelu_backward`): grad and x read once, where
@@ -27,7 +27,7 @@ because it is measurably faster (2 threads, this project's VM, the layer alone, 
   forward + backward 13.4 → 8.2 ms. The kernel's two backward passes then run at about the
   machine's memory bandwidth (17 GB/s on two threads here), so little more is to be had.
 * Cora, 2708 × 512: forward + backward 5.0 → 2.9 ms; × 256: 1.2 → 0.5 ms.
-* Whole epochs, interleaved with the PyTorch path (``benchmarks.bench_epoch --against``): NOTES.md.
+* Whole epochs, interleaved with the PyTorch path (``benchmarks.bench_epoch --against``): docs/notes/sessions-1-10.md.
 
 The C file is compiled with the system C compiler (``$CC``, else ``cc``) into a per-user cache
 (``kernels/`` under ``$BGRL_WERANK_CACHE``, else under ``~/.cache/bgrl_werank``), keyed by the

@@ -110,7 +110,7 @@ class _DistanceToIdentity(torch.autograd.Function):
         narrowing = weight.shape[0] <= weight.shape[1]
         r = weight if narrowing else weight.t()
         # ∂n/∂r = 2·D·r / root; (D = Dᵀ) through matmul_nt (oneDNN where available: 1.5-1.9x MKL for
-        # D·w at Cora's and Coauthor CS's first layers on this project's VM; NOTES.md)
+        # D·w at Cora's and Coauthor CS's first layers on this project's VM; docs/notes/sessions-1-10.md)
         dr = matmul_nt(d, r.t()) if r.is_contiguous() else matmul_nt(r.t(), d).t()  # D·r, or (rᵀ·D)ᵀ
         dr.mul_(2.0 * grad / root)
         return dr if narrowing else dr.t()
