@@ -5,8 +5,9 @@ Usage::
     python -m bgrl_werank.results runs/paper                  # print the Markdown table
     python -m bgrl_werank.results runs/paper --update README.md --marker results
 
-Every ``report.json`` below the given folders is one run. Runs are grouped by dataset, protocol
-and method (BGRL or BGRL + WERank); each run contributes its mean test accuracy over its probe
+Every ``report.json`` below the given folders is one run. Runs are grouped by dataset, protocol,
+config (the ``name`` in the run's ``config.yaml``, e.g. ``citeseer`` or ``citeseer-bgrl``) and
+method (BGRL or BGRL + WERank); each run contributes its mean test accuracy over its probe
 splits, and the table shows mean ± std (numpy, ddof=0) of those over the runs (seeds) with their
 count, and the difference of the two means (WERank − BGRL, in points), and what the rank diagnostics
 cost: their time (``diagnostics_time_s`` in each run's ``metrics.jsonl``) as a share of the run's
@@ -36,8 +37,19 @@ def collect(folders: list[str | Path]) -> list[dict]:
                 continue
             r = json.loads(path.read_text())
             r["_path"] = str(path.parent)
+            r["_config"] = _config_name(path.parent)
             reports.append(r)
     return reports
+
+
+def _config_name(run_dir: Path) -> str:
+    """The ``name`` of a run's saved config ("—" where the folder has none)."""
+    import yaml
+
+    try:
+        return str(yaml.safe_load((run_dir / "config.yaml").read_text()).get("name", "—"))
+    except (OSError, AttributeError, yaml.YAMLError):
+        return "—"
 
 
 def diagnostics_share(run_dir: str | Path) -> float | None:
@@ -60,15 +72,15 @@ def _fmt(values: list[float]) -> str:
 
 
 def table(reports: list[dict]) -> str:
-    """Markdown: one row per (dataset, protocol); BGRL and BGRL + WERank side by side."""
+    """Markdown: one row per (dataset, protocol, config); BGRL and BGRL + WERank side by side."""
     groups: dict[tuple, dict[bool, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in reports:
-        groups[(r["dataset"], r["protocol"])][bool(r["werank"])].append(r)
+        groups[(r["dataset"], r["protocol"], r.get("_config", "—"))][bool(r["werank"])].append(r)
     lines = [
-        "| dataset | protocol | BGRL | BGRL + WERank | WERank − BGRL | WERank α | epochs | seeds (BGRL / +WERank) | RankMe (BGRL / +WERank) | rank diagnostics: share of training time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | protocol | config | BGRL | BGRL + WERank | WERank − BGRL | WERank α | epochs | seeds (BGRL / +WERank) | RankMe (BGRL / +WERank) | rank diagnostics: share of training time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (dataset, protocol), by in sorted(groups.items()):
+    for (dataset, protocol, config), by in sorted(groups.items()):
         base, reg = by.get(False, []), by.get(True, [])
         cell = lambda rs: _fmt([r["accuracy_mean"] for r in rs]) if rs else "—"  # noqa: E731
         rank = lambda rs: f"{np.mean([r['rankme'] for r in rs]):.1f}" if rs and all("rankme" in r for r in rs) else "—"  # noqa: E731
@@ -79,7 +91,7 @@ def table(reports: list[dict]) -> str:
         shares = [x for x in (diagnostics_share(r["_path"]) for r in base + reg if "_path" in r) if x is not None]
         share = f"{100 * np.mean(shares):.1f} %" if shares else "—"
         lines.append(
-            f"| {dataset} | {protocol} | {cell(base)} | {cell(reg)} | {diff} | {', '.join(alphas)} | "
+            f"| {dataset} | {protocol} | {config} | {cell(base)} | {cell(reg)} | {diff} | {', '.join(alphas)} | "
             f"{', '.join(map(str, epochs))} | {len(base)} / {len(reg)} | {rank(base)} / {rank(reg)} | {share} |"
         )
     return "\n".join(lines) + "\n"

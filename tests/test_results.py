@@ -26,8 +26,20 @@ def test_table_means_stds_and_difference(tmp_path):
     row = table(reports).splitlines()[2]
     cells = [c.strip() for c in row.strip("|").split("|")]
     # BGRL: mean 69.00, population std sqrt(2/3) = 0.82; WERank: 72.00 ± 0.82; difference +3.00
-    assert cells[:5] == ["citeseer", "public", "69.00 ± 0.82", "72.00 ± 0.82", "+3.00"]
-    assert cells[5:] == ["0.3", "150", "3 / 3", "11.0 / 20.0", "—"]  # no metrics.jsonl: no diagnostics share
+    # no config.yaml in these folders: config "—"
+    assert cells[:6] == ["citeseer", "public", "—", "69.00 ± 0.82", "72.00 ± 0.82", "+3.00"]
+    assert cells[6:] == ["0.3", "150", "3 / 3", "11.0 / 20.0", "—"]  # no metrics.jsonl: no diagnostics share
+
+
+def test_runs_of_different_configs_are_different_rows(tmp_path):
+    # the same dataset under two configs (e.g. each method's own tuned one): one row each, by config name
+    for name, werank, acc in (("citeseer", True, 0.72), ("citeseer", False, 0.70), ("citeseer-bgrl", False, 0.69)):
+        run = tmp_path / name / str(werank)
+        _report(run, "citeseer", werank, acc, 10.0, 0)
+        (run / "config.yaml").write_text(f"name: {name}\n")
+    rows = [[c.strip() for c in r.strip("|").split("|")] for r in table(collect([tmp_path])).splitlines()[2:]]
+    assert [r[:6] for r in rows] == [["citeseer", "public", "citeseer", "70.00 ± 0.00", "72.00 ± 0.00", "+2.00"],
+                                    ["citeseer", "public", "citeseer-bgrl", "69.00 ± 0.00", "—", "—"]]
 
 
 def test_diagnostics_share_from_metrics(tmp_path):
