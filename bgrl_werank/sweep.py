@@ -252,7 +252,9 @@ def summarize(rows: list[dict], grid_keys: list[str], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], sweep_dir: Path, grid_keys: list[str]) -> list[Path]:
+def plot(rows: list[dict], sweep_dir: Path, grid_keys: list[str], explicit: bool = False) -> list[Path]:
+    """``accuracy_vs_strength.png`` and ``rankme_vs_strength.png``; ``explicit``: strengths are indices
+    of ``strength.explicit`` settings, not scale factors (the x-axis says which)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,11 +280,11 @@ def plot(rows: list[dict], sweep_dir: Path, grid_keys: list[str]) -> list[Path]:
                 if grid_keys:
                     name += " (" + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(grid_keys, combo)) + ")"
                 ax.errorbar(xs, means, yerr=stds, fmt=style, capsize=3, label=name)
-        ax.set_xlabel("augmentation strength")
+        ax.set_xlabel("view setting (index into strength.explicit)" if explicit else "augmentation strength (× the base views)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        ax.set_title(f"{label} vs augmentation strength (mean ± std over seeds)", fontsize=9)
+        ax.set_title(f"{sweep_dir.name}: {label}, mean ± std over seeds", fontsize=9)
         fig.tight_layout()
         fig.savefig(sweep_dir / fname, dpi=120)
         plt.close(fig)
@@ -321,7 +323,7 @@ def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None) -
         rows = write_results(sweep_dir, cells, grid_keys)
         (sweep_dir / "summary.md").write_text(summarize(rows, grid_keys, sweep.name))
         if any(r["status"] == "done" for r in rows):
-            plot(rows, sweep_dir, grid_keys)
+            plot(rows, sweep_dir, grid_keys, explicit=sweep.strength.explicit is not None)
     for f in failures:
         print(f"cell {f['cell']} failed: {f['error']}", file=sys.stderr)
     return sweep_dir, rows
