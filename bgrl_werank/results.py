@@ -94,7 +94,23 @@ def table(reports: list[dict]) -> str:
             f"| {dataset} | {protocol} | {config} | {cell(base)} | {cell(reg)} | {diff} | {', '.join(alphas)} | "
             f"{', '.join(map(str, epochs))} | {len(base)} / {len(reg)} | {rank(base)} / {rank(reg)} | {share} |"
         )
-    return "\n".join(lines) + "\n"
+    cross = _across_configs(groups)
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(cross) + "\n" if cross else "")
+
+
+def _across_configs(groups: dict[tuple, dict[bool, list[dict]]]) -> list[str]:
+    """Where a dataset was run under several configs (e.g. each method's own tuned one), one line per
+    pair (BGRL + WERank under one config, BGRL under another): the difference of their means."""
+    out = []
+    for (dataset, protocol, config), by in sorted(groups.items()):
+        for (d2, p2, other), by2 in sorted(groups.items()):
+            if (d2, p2) != (dataset, protocol) or other == config or not by.get(True) or not by2.get(False):
+                continue
+            reg, base = by[True], by2[False]
+            diff = 100 * (np.mean([r["accuracy_mean"] for r in reg]) - np.mean([r["accuracy_mean"] for r in base]))
+            out.append(f"Across configs, {dataset} ({protocol}): BGRL + WERank ({config}) − BGRL ({other}) = {diff:+.2f} points "
+                       f"({_fmt([r['accuracy_mean'] for r in reg])} vs {_fmt([r['accuracy_mean'] for r in base])}, {len(reg)} / {len(base)} seeds).")
+    return out
 
 
 def update_file(path: str | Path, marker: str, text: str) -> None:

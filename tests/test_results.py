@@ -37,9 +37,13 @@ def test_runs_of_different_configs_are_different_rows(tmp_path):
         run = tmp_path / name / str(werank)
         _report(run, "citeseer", werank, acc, 10.0, 0)
         (run / "config.yaml").write_text(f"name: {name}\n")
-    rows = [[c.strip() for c in r.strip("|").split("|")] for r in table(collect([tmp_path])).splitlines()[2:]]
+    text = table(collect([tmp_path]))
+    rows = [[c.strip() for c in r.strip("|").split("|")] for r in text.splitlines()[2:4]]
     assert [r[:6] for r in rows] == [["citeseer", "public", "citeseer", "70.00 ± 0.00", "72.00 ± 0.00", "+2.00"],
                                     ["citeseer", "public", "citeseer-bgrl", "69.00 ± 0.00", "—", "—"]]
+    # and the comparison of each method under its own config, WERank's against the other config's BGRL
+    assert text.splitlines()[-1] == ("Across configs, citeseer (public): BGRL + WERank (citeseer) − BGRL (citeseer-bgrl) = "
+                                     "+3.00 points (72.00 ± 0.00 vs 69.00 ± 0.00, 1 / 1 seeds).")
 
 
 def test_diagnostics_share_from_metrics(tmp_path):
