@@ -281,6 +281,8 @@ def plot(rows: list[dict], sweep_dir: Path, grid_keys: list[str], explicit: bool
                     name += " (" + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(grid_keys, combo)) + ")"
                 ax.errorbar(xs, means, yerr=stds, fmt=style, capsize=3, label=name)
         ax.set_xlabel("view setting (index into strength.explicit)" if explicit else "augmentation strength (× the base views)")
+        if explicit:  # the settings are indices: whole-number ticks only
+            ax.set_xticks(sorted({r["strength"] for r in done}))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
