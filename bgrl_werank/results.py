@@ -123,21 +123,30 @@ def update_file(path: str | Path, marker: str, text: str) -> None:
     path.write_text(pattern.sub(lambda _: f"{begin}\n{text}{end}", src))
 
 
+def add_update_arguments(p: argparse.ArgumentParser, marker: str) -> None:
+    """``--update FILE`` and ``--marker NAME``: where a generated table is pasted (see :func:`publish`)."""
+    p.add_argument("--update", metavar="FILE", help="replace the marked block in FILE (e.g. README.md)")
+    p.add_argument("--marker", default=marker, help=f"marker name of the block (default: {marker})")
+
+
+def publish(text: str, args: argparse.Namespace) -> int:
+    """Paste ``text`` into ``args.update``'s marked block when asked, print it; returns exit code 0."""
+    if args.update:
+        update_file(args.update, args.marker, text)
+    print(text, end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bgrl_werank.results", description=__doc__.split("\n\n")[0])
     p.add_argument("folders", nargs="+", help="folders containing run folders")
-    p.add_argument("--update", metavar="FILE", help="replace the marked block in FILE (e.g. README.md)")
-    p.add_argument("--marker", default="results", help="marker name of the block (default: results)")
+    add_update_arguments(p, "results")
     args = p.parse_args(argv)
     reports = collect(args.folders)
     if not reports:
         print(f"error: no report.json found under {', '.join(args.folders)}; train some runs first", file=sys.stderr)
         return 2
-    text = table(reports)
-    if args.update:
-        update_file(args.update, args.marker, text)
-    print(text, end="")
-    return 0
+    return publish(table(reports), args)
 
 
 if __name__ == "__main__":

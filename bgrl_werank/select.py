@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import read_yaml
+from .results import add_update_arguments, publish
 from .sweep import RESULT_COLUMNS
 
 LABELS = {"bgrl": "BGRL", "bgrl+werank": "BGRL + WERank"}
@@ -105,8 +106,7 @@ def table(rows: list[dict], keys: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bgrl_werank.select", description=__doc__.split("\n\n")[0])
     p.add_argument("folders", nargs="+", help="sweep folders (each holding a results.csv)")
-    p.add_argument("--update", metavar="FILE", help="replace the marked block in FILE (e.g. README.md)")
-    p.add_argument("--marker", default="select", help="marker name of the block (default: select)")
+    add_update_arguments(p, "select")
     args = p.parse_args(argv)
     try:
         rows, keys = read_rows(args.folders)
@@ -116,12 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.update:
-        from .results import update_file
-
-        update_file(args.update, args.marker, text)
-    print(text, end="")
-    return 0
+    return publish(text, args)
 
 
 if __name__ == "__main__":
