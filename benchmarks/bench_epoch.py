@@ -34,7 +34,7 @@ the timed epochs), and by the 220 GFLOP/s the performance issue assumed.
 
 Every result is one JSON line on stdout, also appended to ``--out`` (default
 ``benchmarks/results/<mode>.jsonl``); ``--markdown`` prints the README tables from those files and
-``--update README.md`` pastes them between ``<!-- perf:begin -->`` and ``<!-- perf:end -->``.
+``--update docs/performance.md`` pastes them between ``<!-- perf:begin -->`` and ``<!-- perf:end -->``.
 
 Usage::
 
@@ -43,7 +43,7 @@ Usage::
     BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch --profile
     BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch --compare-plain
     BGRL_WERANK_DATA=../shared/datasets python -m benchmarks.bench_epoch --against 3ff0f2c
-    python -m benchmarks.bench_epoch --markdown --update README.md
+    python -m benchmarks.bench_epoch --markdown --update docs/performance.md
 """
 
 from __future__ import annotations

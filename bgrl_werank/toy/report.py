@@ -1,6 +1,6 @@
 """The README's toy-experiment numbers, generated from the run folders (``--report``).
 
-``python -m bgrl_werank.toy --report [--runs runs/toy] [--update README.md]`` reads the run folders
+``python -m bgrl_werank.toy --report [--runs runs/toy] [--update docs/toy-experiments.md]`` reads the run folders
 that the commands in :data:`RUNS` write and prints (or pastes between the README's ``toy-*``
 markers) the runtime table, one table of measured quantities per figure, and each folder's final
 spectra. Every number the README quotes about these experiments comes from here.
