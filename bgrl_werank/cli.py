@@ -27,9 +27,10 @@ EXIT_INTERRUPTED = 130
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .data import DatasetError
     from .train.checkpoint import CheckpointError
+    from .backends import BackendError
     from .train.trainer import TrainingError
 
-    return (ConfigError, DatasetError, CheckpointError, TrainingError, RunDirError)
+    return (ConfigError, DatasetError, CheckpointError, TrainingError, RunDirError, BackendError)
 
 
 class RunDirError(Exception):
@@ -97,9 +98,16 @@ def _new_run_dir(cfg: Config, explicit: str | None, force: bool) -> Path:
     return run_dir
 
 
+def _architecture(cfg: Config) -> tuple:
+    """What a checkpoint's weights fix: the encoder and the method (device and backend may change)."""
+    d = to_dict(cfg)
+    return d["model"], d["method"]
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train.checkpoint import load_checkpoint
     from .train.report import build_report, write_report
+    from .backends import resolve_backend
     from .train.trainer import Interrupted, Trainer, evaluate, load_graph, probe_splits
 
     if args.resume:
@@ -109,15 +117,19 @@ def _train(args: argparse.Namespace) -> int:
         state = load_checkpoint(run_dir / "checkpoint.pt")
         cfg = build_config(state["config"], args.overrides)
         # Only keys that do not change the model or its trajectory so far may be overridden on resume.
-        if to_dict(cfg)["model"] != state["config"]["model"]:
-            raise ConfigError("model.* cannot change on --resume; the checkpoint's architecture is fixed")
+        if _architecture(cfg) != _architecture(build_config(state["config"])):
+            raise ConfigError("model.* and method.* cannot change on --resume; the checkpoint's architecture is fixed")
     else:
         cfg = load_config(args.config, args.overrides)
         state = None
     _set_threads(cfg)
+    backend = resolve_backend(cfg)  # a device this machine lacks fails here, before anything is loaded
     graph = load_graph(cfg)  # fails early on missing data, before any folder is created
     if not args.no_eval:
         probe_splits(cfg, graph)  # and on a split protocol the dataset lacks, before any training
+    # builds the method: an unknown encoder option or a werank.alpha list of the wrong length fails
+    # here, before a run folder exists
+    trainer = Trainer(cfg, graph, args.resume or ".", backend=backend)
     if state is None:
         run_dir = _new_run_dir(cfg, args.run_dir, args.force)
         if not args.config:  # a bare `python train.py` trains the schema's defaults; say so, and how to choose
@@ -125,7 +137,7 @@ def _train(args: argparse.Namespace) -> int:
                   f"{', with --set overrides' if args.overrides else ''}); pass --config configs/<dataset>.yaml "
                   f"for a dataset's settings", file=sys.stderr)
     save_config(cfg, run_dir / "config.yaml")
-    trainer = Trainer(cfg, graph, run_dir)
+    trainer.run_dir = Path(run_dir)
     if state is not None:
         trainer.load_state_dict(state)
         print(f"resuming {run_dir} at epoch {trainer.epoch}/{cfg.train.epochs}", file=sys.stderr)
@@ -146,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
         plot_spectra(run_dir)
     if args.no_eval:
         return 0
-    probe = evaluate(cfg, trainer.model, graph)
+    probe = evaluate(cfg, trainer.method, graph, trainer.backend)
     extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],
              "train_seconds": train_seconds, "run_dir": str(run_dir)}
     report = build_report(cfg, probe, extra)
@@ -201,9 +213,9 @@ def _eval(args: argparse.Namespace) -> int:
     ckpt_path = Path(args.checkpoint)
     state = load_checkpoint(ckpt_path)
     cfg = build_config(state["config"], args.overrides)
-    if to_dict(cfg)["model"] != state["config"]["model"]:
+    if _architecture(cfg) != _architecture(build_config(state["config"])):
         raise CheckpointError(
-            "checkpoint architecture (model.*) differs from the requested config; drop the model.* overrides"
+            "checkpoint architecture (model.*, method.*) differs from the requested config; drop those overrides"
         )
     _set_threads(cfg)
     graph = load_graph(cfg)
@@ -220,7 +232,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise RunDirError(f"cannot create output folder '{out}' ({e.strerror}); pass a writable --out") from None
     trainer = Trainer(cfg, graph, run_dir, progress=False)
     trainer.load_state_dict(state)
-    probe = evaluate(cfg, trainer.model, graph)
+    probe = evaluate(cfg, trainer.method, graph, trainer.backend)
     extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],
              "checkpoint": str(ckpt_path), "epoch": trainer.epoch}
     report = build_report(cfg, probe, extra)

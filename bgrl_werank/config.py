@@ -72,17 +72,77 @@ class ViewConfig:
 
 @dataclass
 class ModelConfig:
-    """Encoder (GCN) and predictor (MLP) sizes."""
+    """The encoder: a stack of ``conv → norm → activation`` layers (see :mod:`bgrl_werank.encoders`)."""
 
+    encoder: str = "gcn"  # gcn | sage | gat | gin, or a name registered with bgrl_werank.encoders.register
     layer_sizes: list[int] = field(default_factory=lambda: [512, 256])
-    predictor_hidden: int = 512
+    norm: str = "batch"  # batch | layer | none
+    activation: str = "prelu"  # prelu | relu | elu
+    last_activation: bool = True  # norm + activation after the last layer too (BGRL, GRACE); CCA-SSG: false
+    heads: int = 4  # gat only: attention heads per layer (concatenated; each layer size must divide by it)
     # PyTorch's convention: running <- (1 - m)·running + m·batch, so m is the weight of the NEW
     # batch. 0.99 is what the BGRL reference passes (PyG BatchNorm forwards it to PyTorch unchanged):
     # the eval-mode statistics are essentially the last training view's. (0.01, used before, left
     # the initial running variance of 1 decaying as 0.99^n, far above the data's.)
     batchnorm_momentum: float = 0.99
     prelu: str = "shared"  # "shared": one slope per layer (reference nn.PReLU()); "channel": one per channel
+
+
+@dataclass
+class BGRLConfig:
+    """BGRL (Thakoor et al., 2022): online encoder + predictor regress an EMA target's representations.
+    Defaults: the reference implementation's (predictor 512 hidden units, m₀ = 0.99)."""
+
+    predictor_hidden: int = 512
+    momentum: float = 0.99  # initial EMA momentum m₀ (weight of the OLD target weights), cosine schedule to 1
     target_init: str = "reinit"  # "reinit": fresh initialisation (reference BGRL); "copy": the online weights
+
+
+@dataclass
+class GRACEConfig:
+    """GRACE (Zhu et al., 2020): InfoNCE over inter- and intra-view negatives after a projection head.
+    Defaults: the reference's Cora values (τ = 0.4, 128-unit projection head)."""
+
+    tau: float = 0.4
+    projection_hidden: int = 128  # fc1 → ELU → fc2 with this many hidden units
+    chunk_size: Union[int, None] = None  # rows per block of the exact chunked InfoNCE; None: automatic
+    num_negatives: Union[int, None] = None  # None: all 2N − 2 negatives (exact); k: k sampled per anchor
+
+
+@dataclass
+class GBTConfig:
+    """Graph Barlow Twins (Bielak et al., 2022): cross-correlation of standardised embeddings → identity."""
+
+    lambd: Union[float, None] = None  # off-diagonal weight; None: 1/D, the reference's default
+
+
+@dataclass
+class CCASSGConfig:
+    """CCA-SSG (Zhang et al., 2021): invariance + decorrelation of standardised embeddings.
+    Default: the reference's Cora value λ = 1e-3."""
+
+    lambd: float = 1e-3
+
+
+@dataclass
+class VICRegConfig:
+    """VICReg (Bardes et al., 2022) on the encoder's output. Defaults: the VICReg paper's 25 / 25 / 1."""
+
+    sim_coeff: float = 25.0
+    std_coeff: float = 25.0
+    cov_coeff: float = 1.0
+
+
+@dataclass
+class MethodConfig:
+    """Which self-supervised method, and each method's own hyperparameters (only ``name``'s are used)."""
+
+    name: str = "bgrl"  # bgrl | grace | gbt | cca_ssg | vicreg, or a name registered with bgrl_werank.methods.register
+    bgrl: BGRLConfig = field(default_factory=BGRLConfig)
+    grace: GRACEConfig = field(default_factory=GRACEConfig)
+    gbt: GBTConfig = field(default_factory=GBTConfig)
+    cca_ssg: CCASSGConfig = field(default_factory=CCASSGConfig)
+    vicreg: VICRegConfig = field(default_factory=VICRegConfig)
 
 
 @dataclass
@@ -90,20 +150,22 @@ class WERankConfig:
     """The WERank regularizer Σ_l α_l ‖G_l − I‖_F."""
 
     enabled: bool = True
-    # One float for every regularised matrix, or one per matrix in layer order (encoder layers, then
-    # the predictor's two layers when include_predictor is true).
+    # One float for every regularised matrix, or one per matrix in the order the method names them
+    # (the encoder's weight matrices in layer order, then the heads' when include_heads is true);
+    # a list is checked against the built model (train.py prints the names when the length is wrong).
     alpha: Union[float, list[float]] = 0.01
-    include_predictor: bool = False
+    include_heads: bool = False  # also regularise the method's heads (BGRL's predictor, GRACE's projector)
 
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warmup then cosine decay to 0; EMA momentum on a cosine schedule to 1."""
+    """The optimizer and its learning-rate schedule."""
 
+    optimizer: str = "adamw"  # adamw (decoupled weight decay; BGRL) | adam (L2 in the gradient; GRACE, CCA-SSG)
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    warmup_epochs: int = 100
-    momentum: float = 0.99  # initial EMA momentum m0 of the target network
+    schedule: str = "warmup_cosine"  # warmup_cosine: linear warmup, then cosine decay to 0 (BGRL) | constant
+    warmup_epochs: int = 100  # warmup_cosine only
 
 
 @dataclass
@@ -147,8 +209,11 @@ class Config:
     name: str = "run"  # run folder: <out_dir>/<name>/<timestamp>/
     seed: int = 0  # model initialisation and augmentation streams
     out_dir: str = "runs"
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
+    backend: str = "auto"  # auto | fast (CPU GCN kernels) | plain (stock PyTorch + PyG, any device)
     threads: int = 0  # torch threads; 0 keeps torch's default
     data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: list[ViewConfig] = field(
         default_factory=lambda: [ViewConfig(0.2, 0.3), ViewConfig(0.4, 0.4)]
@@ -323,23 +388,68 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
-def num_regularised(cfg: Config) -> int:
-    """How many weight matrices WERank regularises under this config."""
-    return len(cfg.model.layer_sizes) + (2 if cfg.werank.include_predictor else 0)
+METHOD_NAMES = ("bgrl", "grace", "gbt", "cca_ssg", "vicreg")  # shipped; bgrl_werank.methods.register adds more
+ENCODER_NAMES = ("gcn", "sage", "gat", "gin")  # shipped; bgrl_werank.encoders.register adds more
+NORMS = ("batch", "layer", "none")
+ACTIVATIONS = ("prelu", "relu", "elu")
+BACKENDS = ("auto", "fast", "plain")
+
+
+def _registered(kind: str) -> tuple[str, ...]:
+    """Names of methods/encoders known now, the shipped ones plus any registered in this process."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"bgrl_werank.{kind}")
+        return tuple(module.names() if kind == "methods" else module.available())
+    except (ImportError, AttributeError):  # during the package's own import
+        return METHOD_NAMES if kind == "methods" else ENCODER_NAMES
+
+
+def _check_device(device: str) -> None:
+    import re
+
+    _check(device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device) is not None,
+           f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
 
 
 def validate(cfg: Config) -> Config:
-    """Range checks that types alone cannot express; returns ``cfg`` or raises ConfigError."""
+    """Range checks that types alone cannot express; returns ``cfg`` or raises ConfigError.
+
+    Whether a CUDA device exists, and whether a per-matrix ``werank.alpha`` list has one value per
+    regularised matrix, depend on the machine and on the built model; :mod:`bgrl_werank.backends` and
+    the trainer check those, before any training.
+    """
     _check(cfg.train.epochs > 0, f"train.epochs must be > 0, got {cfg.train.epochs}")
     _check(cfg.train.log_every > 0, f"train.log_every must be > 0, got {cfg.train.log_every}")
     _check(cfg.train.progress in ("auto", "bar", "none"), f"train.progress must be auto, bar or none, got {cfg.train.progress!r}")
+    methods = _registered("methods")
+    _check(cfg.method.name in methods, f"method.name must be one of {', '.join(methods)}, got {cfg.method.name!r}")
+    encoders = _registered("encoders")
+    _check(cfg.model.encoder in encoders, f"model.encoder must be one of {', '.join(encoders)}, got {cfg.model.encoder!r}")
+    _check(cfg.model.norm in NORMS, f"model.norm must be one of {', '.join(NORMS)}, got {cfg.model.norm!r}")
+    _check(cfg.model.activation in ACTIVATIONS, f"model.activation must be one of {', '.join(ACTIVATIONS)}, got {cfg.model.activation!r}")
+    _check(cfg.model.heads > 0, f"model.heads must be > 0, got {cfg.model.heads}")
+    _check_device(cfg.device)
+    _check(cfg.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
     _check(len(cfg.model.layer_sizes) > 0, "model.layer_sizes is empty; give at least one layer size, e.g. [512, 256]")
     for i, s in enumerate(cfg.model.layer_sizes):
         _check(s > 0, f"model.layer_sizes.{i} must be > 0, got {s}")
-    _check(cfg.model.predictor_hidden > 0, f"model.predictor_hidden must be > 0, got {cfg.model.predictor_hidden}")
     _check(0.0 <= cfg.model.batchnorm_momentum <= 1.0, f"model.batchnorm_momentum must be in [0, 1], got {cfg.model.batchnorm_momentum}")
     _check(cfg.model.prelu in PRELU_MODES, f"model.prelu must be one of {', '.join(PRELU_MODES)}, got {cfg.model.prelu!r}")
-    _check(cfg.model.target_init in ("reinit", "copy"), f"model.target_init must be 'reinit' or 'copy', got {cfg.model.target_init!r}")
+    b = cfg.method.bgrl
+    _check(b.predictor_hidden > 0, f"method.bgrl.predictor_hidden must be > 0, got {b.predictor_hidden}")
+    _check(b.target_init in ("reinit", "copy"), f"method.bgrl.target_init must be 'reinit' or 'copy', got {b.target_init!r}")
+    _check(0.0 <= b.momentum <= 1.0, f"method.bgrl.momentum must be in [0, 1], got {b.momentum}")
+    g = cfg.method.grace
+    _check(g.tau > 0, f"method.grace.tau must be > 0, got {g.tau}")
+    _check(g.projection_hidden > 0, f"method.grace.projection_hidden must be > 0, got {g.projection_hidden}")
+    _check(g.chunk_size is None or g.chunk_size > 0, f"method.grace.chunk_size must be > 0 or null, got {g.chunk_size}")
+    _check(g.num_negatives is None or g.num_negatives > 0, f"method.grace.num_negatives must be > 0 or null, got {g.num_negatives}")
+    _check(cfg.method.gbt.lambd is None or cfg.method.gbt.lambd >= 0, f"method.gbt.lambd must be >= 0 or null, got {cfg.method.gbt.lambd}")
+    _check(cfg.method.cca_ssg.lambd >= 0, f"method.cca_ssg.lambd must be >= 0, got {cfg.method.cca_ssg.lambd}")
+    v = cfg.method.vicreg
+    _check(min(v.sim_coeff, v.std_coeff, v.cov_coeff) >= 0, "method.vicreg coefficients must be >= 0")
     _check(len(cfg.augment) == 2, f"augment must list exactly 2 views, got {len(cfg.augment)}")
     for i, v in enumerate(cfg.augment):
         for key in ("edge_drop_p", "feat_mask_p"):
@@ -349,10 +459,9 @@ def validate(cfg: Config) -> Config:
     alphas = alpha if isinstance(alpha, list) else [alpha]
     for i, a in enumerate(alphas):
         _check(a >= 0.0 and a != float("inf"), f"werank.alpha must be >= 0 and finite, got {a}")
-    if isinstance(alpha, list):
-        n = num_regularised(cfg)
-        what = f"{len(cfg.model.layer_sizes)} encoder layers" + (" + 2 predictor layers" if cfg.werank.include_predictor else "")
-        _check(len(alpha) == n, f"werank.alpha has {len(alpha)} values but there are {n} regularised matrices ({what}); give {n} values or one float")
+    _check(not isinstance(alpha, list) or len(alpha) > 0, "werank.alpha is an empty list; give one float or one value per matrix")
+    _check(cfg.optim.optimizer in ("adamw", "adam"), f"optim.optimizer must be 'adamw' or 'adam', got {cfg.optim.optimizer!r}")
+    _check(cfg.optim.schedule in ("warmup_cosine", "constant"), f"optim.schedule must be 'warmup_cosine' or 'constant', got {cfg.optim.schedule!r}")
     _check(cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}")
     _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
     _check(
@@ -360,7 +469,6 @@ def validate(cfg: Config) -> Config:
         f"optim.warmup_epochs must be in [0, train.epochs) = [0, {cfg.train.epochs}), got {cfg.optim.warmup_epochs}; "
         f"lower it (e.g. --set optim.warmup_epochs={max(0, cfg.train.epochs // 10)}) or raise train.epochs",
     )
-    _check(0.0 <= cfg.optim.momentum <= 1.0, f"optim.momentum must be in [0, 1], got {cfg.optim.momentum}")
     _check(cfg.eval.protocol in PROTOCOLS, f"eval.protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.eval.protocol!r}")
     _check(cfg.eval.num_splits > 0, f"eval.num_splits must be > 0, got {cfg.eval.num_splits}")
     _check(cfg.eval.batchnorm in ("running", "views"), f"eval.batchnorm must be 'running' or 'views', got {cfg.eval.batchnorm!r}")
@@ -413,12 +521,55 @@ def _merge(base: dict, update: dict, where: str = "") -> dict:
     return base
 
 
+# Keys that moved when the project grew from BGRL alone to several methods: old name → new name.
+# Config files, ``--set`` overrides and saved run configs that use an old name still work (the value
+# goes to the new key); everything written now uses the new names.
+MOVED_KEYS = {
+    "model.predictor_hidden": "method.bgrl.predictor_hidden",
+    "model.target_init": "method.bgrl.target_init",
+    "optim.momentum": "method.bgrl.momentum",
+    "werank.include_predictor": "werank.include_heads",
+}
+
+
+def _move_keys(data: dict) -> dict:
+    """A copy of a partial config mapping with :data:`MOVED_KEYS` renamed (an old and a new name both
+    given is an error)."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for old, new in MOVED_KEYS.items():
+        (s_old, k_old), new_parts = old.split("."), new.split(".")
+        section = data.get(s_old)
+        if not isinstance(section, dict) or k_old not in section:
+            continue
+        value = section.pop(k_old)
+        if not section:
+            del data[s_old]
+        node = data
+        for part in new_parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"'{old}' moved to '{new}', but '{part}' is not a section here")
+        if new_parts[-1] in node:
+            raise ConfigError(f"'{old}' and '{new}' are both given; '{old}' is the old name of '{new}', keep only '{new}'")
+        node[new_parts[-1]] = value
+    return data
+
+
+def _move_override(assignment: str) -> str:
+    path, sep, text = assignment.partition("=")
+    new = MOVED_KEYS.get(path.strip())
+    return f"{new}{sep}{text}" if new and sep else assignment
+
+
 def build_schema(schema: type[T], validator, data: dict | None = None, overrides=()) -> T:
     """Defaults of ``schema`` ← ``data`` (a partial nested mapping) ← ``overrides``; then ``validator``."""
     full = to_dict(schema())
-    _merge(full, dict(data or {}))
+    moved = schema is Config
+    _merge(full, _move_keys(dict(data or {})) if moved else dict(data or {}))
     for assignment in overrides:
-        apply_override(full, assignment)
+        apply_override(full, _move_override(assignment) if moved else assignment)
     return validator(from_mapping(schema, full))
 
 

@@ -1,8 +1,8 @@
-"""Encoder (GCN), predictor (MLP) and the BGRL wrapper (online/target networks, EMA)."""
+"""Where the model pieces used to live; kept importable. Methods are in :mod:`bgrl_werank.methods`,
+encoders in :mod:`bgrl_werank.encoders`; this package keeps the BatchNorm re-estimation."""
 
+from ..ema import cosine_momentum
+from ..schedules import warmup_cosine_lr
 from .batchnorm import reestimate_batchnorm
-from .bgrl import BGRL, build_bgrl, cosine_momentum, warmup_cosine_lr
-from .encoder import GCNEncoder
-from .predictor import MLPPredictor
 
-__all__ = ["BGRL", "build_bgrl", "GCNEncoder", "MLPPredictor", "cosine_momentum", "warmup_cosine_lr", "reestimate_batchnorm"]
+__all__ = ["cosine_momentum", "warmup_cosine_lr", "reestimate_batchnorm"]

@@ -18,7 +18,9 @@ import torch
 from ..config import upgrade_saved_config
 
 FORMAT = "bgrl-werank-checkpoint-v1"
-REQUIRED_KEYS = ("format", "epoch", "config", "online_encoder", "predictor", "target_encoder")
+# the model itself is under "method" (or, in checkpoints written before methods, under
+# online_encoder / predictor / target_encoder: see bgrl_werank.train.trainer.method_state)
+REQUIRED_KEYS = ("format", "epoch", "config")
 
 
 class CheckpointError(Exception):

@@ -2,9 +2,11 @@
 
 Every ``diagnostics.every`` epochs we record
 
-* the singular values of every weight matrix (online encoder layers, then the predictor's two);
+* the singular values of every weight matrix the method has (the encoder's layers as
+  ``encoder.0``, ``encoder.1``, …, then each head's, e.g. BGRL's ``predictor.0``, ``predictor.1``);
 * the singular values of the covariance of the representations (online encoder on the
-  un-augmented graph, eval mode) and of the predictions (predictor applied to them);
+  un-augmented graph, eval mode) and of each head's output on them (BGRL's predictions:
+  ``prediction_cov``; GRACE's projections: ``projection_cov``);
 * RankMe of the representations and the number of covariance singular values above
   ``rel_threshold`` × the largest (the "rank" columns).
 
@@ -23,36 +25,41 @@ import torch
 from ..eval.rank import count_above, covariance_spectrum, rankme, singular_values
 from ..losses import encoder_weights
 
+# what a head's output is called in the spectra ("prediction_cov", "rank_prediction")
+OUTPUT_NAMES = {"predictor": "prediction", "projector": "projection"}
 
-def matrix_names(model) -> list[str]:
-    enc = [f"encoder.{i}" for i in range(len(encoder_weights(model.online_encoder)))]
-    pred = [f"predictor.{i}" for i in range(len(encoder_weights(model.predictor)))]
-    return enc + pred
+
+def _groups(method) -> list[tuple[str, torch.nn.Module]]:
+    return [("encoder", method.encoder), *method.heads.items()]
+
+
+def matrix_names(method) -> list[str]:
+    """``encoder.0``, ``encoder.1``, …, then ``<head>.0``, … for each head's weight matrices."""
+    return [f"{group}.{i}" for group, module in _groups(method) for i in range(len(encoder_weights(module)))]
 
 
 @torch.no_grad()
-def collect(model, graph, rel_threshold: float = 1e-3) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Scalars and spectra for the current model (see the module docstring)."""
+def collect(method, data, rel_threshold: float = 1e-3) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Scalars and spectra for the current method on ``data`` (the full graph as its encoder reads it)."""
     spectra: dict[str, list[float]] = {}
-    weights = encoder_weights(model.online_encoder) + encoder_weights(model.predictor)
-    for name, w in zip(matrix_names(model), weights):
-        spectra[name] = singular_values(w.detach()).tolist()
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        z = model.online_encoder(graph.x, graph.full_adjacency())
-        q = model.predictor(z)
-    model.train(was_training)
-    rep_cov = covariance_spectrum(z)
-    pred_cov = covariance_spectrum(q)
+    weights = [w for _, module in _groups(method) for w in encoder_weights(module)]
+    for name, w in zip(matrix_names(method), weights):
+        spectra[name] = singular_values(w.detach().float().cpu()).tolist()
+    was_training = method.training
+    method.eval()
+    try:
+        z = method.encoder(data.x, data.edge_index)
+        outputs = {OUTPUT_NAMES.get(head, head): module(z) for head, module in method.heads.items()}
+    finally:
+        method.train(was_training)
+    rep_cov = covariance_spectrum(z.float().cpu())
     spectra["representation_cov"] = rep_cov.tolist()
-    spectra["prediction_cov"] = pred_cov.tolist()
-    scalars = {
-        "rankme": float(rankme(z)),
-        "rank_representation": int(count_above(rep_cov, rel_threshold)),
-        "rank_prediction": int(count_above(pred_cov, rel_threshold)),
-    }
-    for name in matrix_names(model):
+    scalars = {"rankme": float(rankme(z.float().cpu())), "rank_representation": int(count_above(rep_cov, rel_threshold))}
+    for out, value in outputs.items():
+        cov = covariance_spectrum(value.float().cpu())
+        spectra[f"{out}_cov"] = cov.tolist()
+        scalars[f"rank_{out}"] = int(count_above(cov, rel_threshold))
+    for name in matrix_names(method):
         s = torch.tensor(spectra[name])
         scalars[f"rank_{name}"] = int(count_above(s, rel_threshold))
     return scalars, spectra

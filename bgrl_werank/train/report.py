@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
+from ..config import Config, to_dict
+from ..labels import report_method, run_label
 
 
 def build_report(cfg: Config, probe: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report dict: dataset, protocol, per-split and mean ± std accuracy, key hyperparameters."""
     report = {
         "dataset": cfg.data.name,
+        "method": cfg.method.name,
+        "encoder": cfg.model.encoder,
         "protocol": cfg.eval.protocol,
         "num_splits": len(probe["test_acc"]),
         "accuracy_mean": probe["mean"],
@@ -27,14 +30,17 @@ def build_report(cfg: Config, probe: dict[str, Any], extra: dict[str, Any] | Non
         "seed": cfg.seed,
         "hyperparameters": {
             "layer_sizes": cfg.model.layer_sizes,
-            "predictor_hidden": cfg.model.predictor_hidden,
+            "norm": cfg.model.norm,
+            "activation": cfg.model.activation,
+            "method": to_dict(getattr(cfg.method, cfg.method.name)) if hasattr(cfg.method, cfg.method.name) else {},
             "epochs": cfg.train.epochs,
+            "optimizer": cfg.optim.optimizer,
             "lr": cfg.optim.lr,
             "weight_decay": cfg.optim.weight_decay,
+            "schedule": cfg.optim.schedule,
             "warmup_epochs": cfg.optim.warmup_epochs,
-            "momentum": cfg.optim.momentum,
             "augment": [[v.edge_drop_p, v.feat_mask_p] for v in cfg.augment],
-            "werank_include_predictor": cfg.werank.include_predictor,
+            "werank_include_heads": cfg.werank.include_heads,
             "batchnorm_momentum": cfg.model.batchnorm_momentum,
         },
         "eval_batchnorm": _batchnorm_statistics(cfg),
@@ -45,6 +51,8 @@ def build_report(cfg: Config, probe: dict[str, Any], extra: dict[str, Any] | Non
 
 def _batchnorm_statistics(cfg: Config) -> str:
     """What the probe's eval-mode BatchNorm statistics are, in words."""
+    if cfg.model.norm != "batch":
+        return f"none (model.norm = {cfg.model.norm})"
     if cfg.eval.batchnorm == "views":
         return f"re-estimated over {cfg.eval.batchnorm_views} training views"
     return f"running (momentum {cfg.model.batchnorm_momentum}, PyTorch convention: weight of the new batch)"
@@ -53,7 +61,7 @@ def _batchnorm_statistics(cfg: Config) -> str:
 def report_markdown(report: dict[str, Any]) -> str:
     """A short Markdown report a researcher can paste."""
     hp = report["hyperparameters"]
-    method = "BGRL + WERank" if report["werank"] else "BGRL"
+    method = run_label(report_method(report), bool(report["werank"]))
     lines = [
         f"# Linear evaluation: {report['dataset']} ({method})",
         "",
@@ -64,11 +72,12 @@ def report_markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| method | {method} |",
         f"| WERank alpha | {report['werank_alpha'] if report['werank'] else 'off'} |",
-        f"| encoder layers | {hp['layer_sizes']} |",
-        f"| predictor hidden | {hp['predictor_hidden']} |",
-        f"| epochs (warmup) | {hp['epochs']} ({hp['warmup_epochs']}) |",
-        f"| lr / weight decay | {hp['lr']} / {hp['weight_decay']} |",
-        f"| EMA momentum m0 | {hp['momentum']} |",
+        f"| encoder | {report.get('encoder', 'gcn')} {hp['layer_sizes']}"
+        + (f", {hp['norm']} norm, {hp['activation']}" if "norm" in hp else "") + " |",
+        *_method_rows(hp),
+        f"| epochs (warmup) | {hp['epochs']} ({hp['warmup_epochs']}) |" if hp.get("schedule", "warmup_cosine") == "warmup_cosine"
+        else f"| epochs (constant lr) | {hp['epochs']} |",
+        f"| {hp.get('optimizer', 'adamw')}: lr / weight decay | {hp['lr']} / {hp['weight_decay']} |",
         f"| views (edge_drop_p, feat_mask_p) | {hp['augment'][0]}, {hp['augment'][1]} |",
         f"| probe | {report['probe_backend']}, {report['probe_seconds']:.2f} s |",
     ]
@@ -82,6 +91,13 @@ def report_markdown(report: dict[str, Any]) -> str:
         accs = ", ".join(f"{100 * a:.2f}" for a in report["test_acc"])
         lines += ["", f"Per-split test accuracy (%): {accs}"]
     return "\n".join(lines) + "\n"
+
+
+def _method_rows(hp: dict[str, Any]) -> list[str]:
+    """The method's own hyperparameters (reports written before methods: BGRL's two)."""
+    if "method" not in hp:
+        return [f"| predictor hidden | {hp['predictor_hidden']} |", f"| EMA momentum m0 | {hp['momentum']} |"]
+    return [f"| {key} | {value} |" for key, value in hp["method"].items()]
 
 
 def write_report(report: dict[str, Any], folder: str | Path) -> None:

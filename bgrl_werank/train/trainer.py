@@ -1,10 +1,11 @@
-"""The BGRL + WERank training loop, with checkpoints, exact resume and clean interruption.
+"""The training loop of every method (+ WERank), with checkpoints, exact resume and clean interruption.
 
-One epoch is one full-batch step: two augmented views, the online network's predictions of both,
-the target network's representations of both, loss = BGRL loss + WERank penalty, one AdamW step,
-one EMA update of the target. Everything an epoch depends on (weights, optimizer moments, BatchNorm
-statistics, the augmentation generator, torch's global RNG) is in the checkpoint, so a resumed run
-continues bit for bit where it stopped.
+One epoch is one full-batch step: two augmented views, the method's loss on them
+(:meth:`bgrl_werank.methods.Method.backward`), the WERank penalty on the method's matrices, one
+optimizer step, the method's end-of-step work (BGRL: the EMA update of its target). Everything an
+epoch depends on (weights, optimizer moments, BatchNorm statistics, the augmentation generator,
+torch's CPU and CUDA RNGs) is in the checkpoint, so a resumed run continues bit for bit where it
+stopped. Device and backend come from :mod:`bgrl_werank.backends`; nothing here depends on them.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ from torch import Tensor
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
-from ..augment import ViewBuilder, normalized_adjacency
-from ..config import Config, to_dict
-from ..losses import bgrl_loss_term, encoder_weights, werank_penalty
+from ..augment import normalized_adjacency
+from ..backends import Backend, resolve_backend
+from ..config import Config, ConfigError, to_dict
+from ..labels import method_title
+from ..losses import werank_penalty
+from ..methods import Method
+from ..methods import from_config as method_from_config
 from ..rundir import trim_jsonl
 from ..ops import keep_heap_if_room, rss_bytes
-from ..models import BGRL, build_bgrl, cosine_momentum, reestimate_batchnorm, warmup_cosine_lr
+from ..models import reestimate_batchnorm
+from ..schedules import learning_rate
 from . import diagnostics
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -110,30 +116,36 @@ def _load(d):
     )
 
 
-def build_model(cfg: Config, in_channels: int) -> BGRL:
-    m = cfg.model
-    return build_bgrl(in_channels, m.layer_sizes, m.predictor_hidden, m.batchnorm_momentum, m.target_init, m.prelu)
+def build_method(cfg: Config, in_channels: int, backend: Backend) -> Method:
+    """The run's method around its encoder, in ``backend``'s implementation, on its device.
+
+    The order of random draws is fixed (encoder, then the method's heads, then its target network),
+    so a seed gives the same initial weights on every backend and device."""
+    encoder = backend.build_encoder(cfg.model, in_channels)
+    return backend.prepare(method_from_config(cfg, encoder))
 
 
-def regularised_weights(model: BGRL, include_predictor: bool) -> list[Tensor]:
-    """The matrices WERank acts on: the online encoder's layers, then the predictor's if asked."""
-    weights = encoder_weights(model.online_encoder)
-    if include_predictor:
-        weights += encoder_weights(model.predictor)
-    return weights
+def check_alpha(cfg: Config, method: Method) -> None:
+    """A per-matrix ``werank.alpha`` list must have one value per regularised matrix of the built model."""
+    alpha = cfg.werank.alpha
+    if not cfg.werank.enabled or not isinstance(alpha, list):
+        return
+    names = [n for n, _ in method.named_regularised_weights(cfg.werank.include_heads)]
+    if len(alpha) != len(names):
+        raise ConfigError(
+            f"werank.alpha has {len(alpha)} values but {method_title(cfg.method.name)} + {cfg.model.encoder} has "
+            f"{len(names)} regularised matrices ({', '.join(names)}); give {len(names)} values or one float"
+        )
 
 
-@torch.no_grad()
-def embed(model: BGRL | torch.nn.Module, graph: Graph) -> Tensor:
-    """Representations of the un-augmented graph by the frozen online encoder (eval mode).
+def embed(method: Method | torch.nn.Module, data: Any, encoder: torch.nn.Module | None = None) -> Tensor:
+    """Representations of ``data`` (the full graph as the backend presents it) by the frozen encoder.
 
-    ``model`` is a :class:`BGRL` (its online encoder is used) or an encoder itself."""
-    encoder = model.online_encoder if isinstance(model, BGRL) else model
-    was_training = encoder.training
-    encoder.eval()
-    z = encoder(graph.x, graph.full_adjacency())
-    encoder.train(was_training)
-    return z
+    ``method`` is a :class:`~bgrl_werank.methods.Method` (its encoder is used, or ``encoder``) or
+    an encoder itself."""
+    if isinstance(method, Method):
+        return method.embed(data, encoder)
+    return Method(method).embed(data)
 
 
 # Seed offset of the views that re-estimate BatchNorm statistics: a stream of its own, never the
@@ -141,24 +153,27 @@ def embed(model: BGRL | torch.nn.Module, graph: Graph) -> Tensor:
 BATCHNORM_VIEWS_SEED = 7_919
 
 
-def batchnorm_views(cfg: Config, graph: Graph, count: int):
-    """``count`` fresh training views (features, adjacency) under ``cfg.augment``, alternating view 1
-    and view 2, from a generator seeded by ``cfg.seed`` (reproducible; independent of training's)."""
-    builder = ViewBuilder(graph.x, graph.edge_index)
+def batchnorm_views(cfg: Config, graph: Graph, count: int, backend: Backend | None = None):
+    """``count`` fresh training views (as the encoder's ``(x, edge_index)`` arguments) under
+    ``cfg.augment``, alternating view 1 and view 2, from a generator seeded by ``cfg.seed``
+    (reproducible; independent of training's)."""
+    backend = resolve_backend(cfg) if backend is None else backend
+    maker = backend.view_maker(graph)
     generator = torch.Generator().manual_seed(cfg.seed + BATCHNORM_VIEWS_SEED)
     for i in range(count):
         v = cfg.augment[i % len(cfg.augment)]
-        yield builder.view(v.edge_drop_p, v.feat_mask_p, generator)
+        view = maker.view(v.edge_drop_p, v.feat_mask_p, generator)
+        yield view.x, view.edge_index
 
 
-def eval_encoder(cfg: Config, model: BGRL, graph: Graph) -> torch.nn.Module:
+def eval_encoder(cfg: Config, method: Method, graph: Graph, backend: Backend | None = None) -> torch.nn.Module:
     """The encoder the probe sees: the online encoder as trained (``eval.batchnorm: running``), or a
     copy of it whose BatchNorm statistics are re-estimated over ``eval.batchnorm_views`` training
-    views (``views``; :func:`bgrl_werank.models.reestimate_batchnorm`). The model is never changed."""
+    views (``views``; :func:`bgrl_werank.models.reestimate_batchnorm`). The method is never changed."""
     if cfg.eval.batchnorm == "running":
-        return model.online_encoder
-    encoder = copy.deepcopy(model.online_encoder)
-    reestimate_batchnorm(encoder, batchnorm_views(cfg, graph, cfg.eval.batchnorm_views))
+        return method.encoder
+    encoder = copy.deepcopy(method.encoder)
+    reestimate_batchnorm(encoder, batchnorm_views(cfg, graph, cfg.eval.batchnorm_views, backend))
     return encoder
 
 
@@ -173,11 +188,12 @@ def probe_splits(cfg: Config, graph: Graph) -> list:
     return get_splits(graph.data, cfg.eval.protocol, cfg.eval.num_splits, cfg.eval.split_seed)
 
 
-def evaluate(cfg: Config, model: BGRL, graph: Graph) -> dict[str, Any]:
-    """Linear probe (``cfg.eval``) on the online encoder's representations; adds RankMe."""
+def evaluate(cfg: Config, method: Method, graph: Graph, backend: Backend | None = None) -> dict[str, Any]:
+    """Linear probe (``cfg.eval``) on the frozen encoder's representations of the full graph; adds RankMe."""
     from ..eval import covariance_spectrum, linear_probe, rankme
 
-    z = embed(eval_encoder(cfg, model, graph), graph)
+    backend = resolve_backend(cfg) if backend is None else backend
+    z = method.embed(backend.full_graph(graph), eval_encoder(cfg, method, graph, backend)).float().cpu()
     splits = probe_splits(cfg, graph)
     kwargs = {"backend": cfg.eval.backend}
     if cfg.eval.c_grid is not None:
@@ -188,17 +204,19 @@ def evaluate(cfg: Config, model: BGRL, graph: Graph) -> dict[str, Any]:
     return result
 
 
-def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW, in PyTorch's fused single-kernel form where it has one for these tensors.
+def make_optimizer(params, lr: float, weight_decay: float, name: str = "adamw") -> torch.optim.Optimizer:
+    """AdamW (``adamw``, decoupled weight decay) or Adam (``adam``, weight decay added to the gradient,
+    as the GRACE and CCA-SSG references use it), in PyTorch's fused single-kernel form where it has one.
 
     The fused CPU kernel applies the same per-element update (the same bits in our test) ~10x faster
     than the default multi-tensor one: 1.3 vs 12.8 ms per step for Coauthor CS's parameters.
     """
     params = list(params)
+    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[name]
     try:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+        return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/dtype or torch version
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return cls(params, lr=lr, weight_decay=weight_decay)
 
 
 def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
@@ -220,6 +238,20 @@ def _all_finite(tensors) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
+# Keys under which checkpoints written before methods existed (BGRL only) kept the model's parts,
+# and the prefix each has in a method's state dict now.
+LEGACY_MODEL_KEYS = {"online_encoder": "encoder.", "predictor": "predictor.", "target_encoder": "target_encoder."}
+
+
+def method_state(state: dict[str, Any]) -> dict[str, Tensor]:
+    """The method's state dict from a checkpoint (old BGRL checkpoints: assembled from their parts)."""
+    if "method" in state:
+        return state["method"]
+    if all(k in state for k in LEGACY_MODEL_KEYS):
+        return {prefix + k: v for key, prefix in LEGACY_MODEL_KEYS.items() for k, v in state[key].items()}
+    raise CheckpointError("checkpoint holds no model weights (neither 'method' nor the older BGRL keys)")
+
+
 class Trainer:
     """Runs (or resumes) one pretraining run in ``run_dir``.
 
@@ -229,6 +261,7 @@ class Trainer:
         run_dir: the run folder (must exist).
         progress: show a tqdm bar (``None``: ``cfg.train.progress``, "auto" = only on a terminal).
         on_epoch_end: optional callback ``f(trainer, epoch, record)`` (tests use it to inject faults).
+        backend: the :class:`~bgrl_werank.backends.Backend` (default: from ``cfg.device`` / ``cfg.backend``).
     """
 
     def __init__(
@@ -238,44 +271,56 @@ class Trainer:
         run_dir: str | Path,
         progress: bool | None = None,
         on_epoch_end: Callable[["Trainer", int, dict], None] | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.cfg = cfg
         self.graph = graph
         self.run_dir = Path(run_dir)
+        self.backend = resolve_backend(cfg) if backend is None else backend
+        self.device = self.backend.device
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, graph.x.size(1))
-        self.optimizer = make_optimizer(self.model.trainable_parameters(), cfg.optim.lr, cfg.optim.weight_decay)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed_all(cfg.seed)
+        self.method = build_method(cfg, graph.x.size(1), self.backend)
+        check_alpha(cfg, self.method)
+        o = cfg.optim
+        self.optimizer = make_optimizer(self.method.trainable_parameters(), o.lr, o.weight_decay, o.optimizer)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.views = ViewBuilder(graph.x, graph.edge_index)
-        # the two loss terms (the benchmark's plain yardstick swaps in stock-PyTorch versions)
-        self.loss_term: Callable[[Tensor, Tensor], Tensor] = bgrl_loss_term
+        if hasattr(self.method, "generator"):  # e.g. GRACE's sampled negatives draw from the run's stream
+            self.method.generator = self.generator
+        self.views = self.backend.view_maker(graph)
+        self.full_graph = self.backend.full_graph(graph)
         self.penalty: Callable[..., Tensor] = werank_penalty
-        self._heap_decided = False  # keep activation memory in the heap? decided after the first step
+        self._heap_decided = self.device.type != "cpu"  # keep activation memory in the heap? decided after the first step
         self.epoch = 0  # number of finished epochs
         self.on_epoch_end = on_epoch_end
         mode = cfg.train.progress
         self.progress = progress if progress is not None else (mode == "bar" or (mode == "auto" and sys.stderr.isatty()))
         self._stop_signal: str | None = None
 
+    @property
+    def model(self) -> Method:
+        """The method (the name ``model`` is kept for code written when it was always BGRL)."""
+        return self.method
+
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "epoch": self.epoch,
             "config": to_dict(self.cfg),
-            "online_encoder": self.model.online_encoder.state_dict(),
-            "predictor": self.model.predictor.state_dict(),
-            "target_encoder": self.model.target_encoder.state_dict(),
+            "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator_state": self.generator.get_state(),
             "torch_rng_state": torch.get_rng_state(),
             "in_channels": self.graph.x.size(1),
         }
+        if self.device.type == "cuda":
+            state["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:
-            self.model.online_encoder.load_state_dict(state["online_encoder"])
-            self.model.predictor.load_state_dict(state["predictor"])
-            self.model.target_encoder.load_state_dict(state["target_encoder"])
+            self.method.load_state_dict(method_state(state))
             self.optimizer.load_state_dict(state["optimizer"])
             match_state_layouts(self.optimizer)
         except (RuntimeError, KeyError, ValueError) as e:
@@ -283,11 +328,12 @@ class Trainer:
             raise CheckpointError(f"checkpoint does not match this config's architecture: {first[:200]}") from None
         self.generator.set_state(state["generator_state"])
         torch.set_rng_state(state["torch_rng_state"])
+        if self.device.type == "cuda" and "cuda_rng_state" in state:
+            torch.cuda.set_rng_state(state["cuda_rng_state"], self.device)
         self.epoch = int(state["epoch"])
 
     def save(self) -> None:
-        params = [*self.model.online_encoder.parameters(), *self.model.predictor.parameters(), *self.model.target_encoder.parameters()]
-        if not _all_finite(params):
+        if not _all_finite(self.method.parameters()):
             raise TrainingError(f"non-finite weights after epoch {self.epoch}; not writing them over the last good checkpoint")
         save_checkpoint(self.state_dict(), self.run_dir / "checkpoint.pt")
 
@@ -295,8 +341,8 @@ class Trainer:
         self.load_state_dict(load_checkpoint(self.run_dir / "checkpoint.pt"))
 
     # ---------------------------------------------------------------- one epoch
-    def make_views(self) -> list[tuple[Any, Any]]:
-        """This epoch's two augmented views (features, adjacency), drawn from ``self.generator``."""
+    def make_views(self) -> list[Any]:
+        """This epoch's two augmented views, drawn from ``self.generator``."""
         return [self.views.view(v.edge_drop_p, v.feat_mask_p, self.generator) for v in self.cfg.augment]
 
     @staticmethod
@@ -323,29 +369,20 @@ class Trainer:
     def _step(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
-        lr = warmup_cosine_lr(epoch, cfg.train.epochs, cfg.optim.warmup_epochs, cfg.optim.lr)
+        o = cfg.optim
+        lr = learning_rate(o.schedule, epoch, cfg.train.epochs, o.warmup_epochs, o.lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with record_function("views"):  # scopes named for benchmarks/bench_epoch.py --profile
-            (x1, a1), (x2, a2) = self.make_views()
-        model = self.model
-        model.train()
+            view1, view2 = self.make_views()
+        method = self.method
+        method.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            y1 = model.target_encoder(x1, a1)
-            y2 = model.target_encoder(x2, a2)
-        # loss = (1 − cos(q1, y2)) + (1 − cos(q2, y1)) + WERank: each term is back-propagated as soon
-        # as it is formed, so one view's online activations are freed before the next view's are
-        # made (half the peak memory); gradients add up to those of the summed loss.
-        terms = []
-        for name, (x, a), y in (("BGRL loss", (x1, a1), y2), ("BGRL loss", (x2, a2), y1)):
-            term = self.loss_term(model.predictor(model.online_encoder(x, a)), y)
-            self._check_finite(name, term, epoch)
-            term.backward()
-            terms.append(term.detach())
-        ssl = terms[0] + terms[1]
+        terms = method.backward(view1, view2)
+        ssl = terms["loss"]
+        self._check_finite(f"{method_title(cfg.method.name)} loss", ssl, epoch)
         if cfg.werank.enabled:
-            reg = self.penalty(regularised_weights(model, cfg.werank.include_predictor), cfg.werank.alpha)
+            reg = self.penalty(method.regularised_weights(cfg.werank.include_heads), cfg.werank.alpha)
             self._check_finite("WERank penalty", reg, epoch)
             if reg.requires_grad:
                 reg.backward()
@@ -354,18 +391,12 @@ class Trainer:
             reg = ssl.new_zeros(())
         loss = ssl + reg
         self.optimizer.step()
-        momentum = cosine_momentum(epoch, cfg.train.epochs, cfg.optim.momentum)
-        with record_function("EMA update"):
-            self.model.update_target_network(momentum)
-        return {
-            "epoch": epoch + 1,
-            "loss": float(loss.detach()),
-            "bgrl_loss": float(ssl.detach()),
-            "werank": float(reg.detach()),
-            "lr": lr,
-            "momentum": momentum,
-            "epoch_time_s": time.perf_counter() - t0,
-        }
+        with record_function("EMA update"):  # the method's end-of-step work (BGRL: EMA; others: none)
+            logged = method.step_end(epoch, cfg.train.epochs)
+        record = {"epoch": epoch + 1, "loss": float(loss), "ssl_loss": float(ssl)}
+        record.update({f"ssl_{k}": float(v) for k, v in terms.items() if k != "loss"})
+        record.update({"werank": float(reg), "lr": lr, **logged, "epoch_time_s": time.perf_counter() - t0})
+        return record
 
     # ---------------------------------------------------------------- the loop
     def _handle_signal(self, signum, _frame) -> None:
@@ -392,7 +423,7 @@ class Trainer:
                 every = cfg.diagnostics.every
                 if every > 0 and (self.epoch % every == 0 or self.epoch == total or self.epoch == 1):
                     t_diag = time.perf_counter()
-                    scalars, spectra = diagnostics.collect(self.model, self.graph, cfg.diagnostics.rel_threshold)
+                    scalars, spectra = diagnostics.collect(self.method, self.full_graph, cfg.diagnostics.rel_threshold)
                     diagnostics.append_spectra(self.run_dir, self.epoch, spectra)
                     record.update(scalars, diagnostics_time_s=time.perf_counter() - t_diag)
                 if self.epoch % cfg.train.log_every == 0 or self.epoch == total or "rankme" in record:
