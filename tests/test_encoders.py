@@ -77,6 +77,19 @@ def test_options_build_the_expected_modules(name):
 
 
 @pytest.mark.parametrize("name", encoders.NAMES)
+def test_last_activation_false_ends_with_the_bare_conv(name):
+    torch.manual_seed(0)
+    model = encoders.build(name, IN, SIZES, last_activation=False)
+    assert isinstance(model.norms[-1], torch.nn.Identity) and isinstance(model.acts[-1], torch.nn.Identity)
+    assert isinstance(model.norms[0], torch.nn.BatchNorm1d) and isinstance(model.acts[0], torch.nn.PReLU)
+    x, edge_index = graph()
+    h = model.acts[0](model.norms[0](model.convs[0](x, edge_index)))
+    torch.testing.assert_close(model(x, edge_index), model.convs[1](h, edge_index))
+    with pytest.raises(ValueError):
+        encoders.build(name, IN, SIZES, last_activation="no")
+
+
+@pytest.mark.parametrize("name", encoders.NAMES)
 def test_conv_defaults_and_kwargs(name):
     conv = encoders.build(name, IN, SIZES).convs[0]
     if name == "gcn":
@@ -249,7 +262,8 @@ def test_register(monkeypatch):
     assert encoders.register("two_hop", two_hop) is two_hop
     assert encoders.available() == (*encoders.NAMES, "two_hop")
     model = encoders.build("two_hop", IN, SIZES, norm="layer", aggr="max")
-    assert calls == [{"norm": "layer", "activation": "prelu", "batchnorm_momentum": 0.99, "prelu": "shared", "aggr": "max"}]
+    assert calls == [{"norm": "layer", "activation": "prelu", "batchnorm_momentum": 0.99, "prelu": "shared",
+                      "last_activation": True, "aggr": "max"}]
     assert model(*graph()).shape == (40, 16)
     with pytest.raises(ValueError) as e:
         encoders.build("nope", IN, SIZES)

@@ -30,7 +30,7 @@ def register(name: str, factory: Factory, *, replace: bool = False) -> Factory:
     """Make ``build(name, ...)`` call ``factory(in_channels, layer_sizes, **kwargs)``.
 
     ``kwargs`` are everything ``build`` was given after the layer sizes: ``norm``, ``activation``,
-    ``batchnorm_momentum``, ``prelu`` (always, with their defaults) and any extra keywords, so a
+    ``batchnorm_momentum``, ``prelu``, ``last_activation`` (always, with their defaults) and any extra keywords, so a
     factory should take ``**kwargs`` if it ignores some. Re-registering a name needs ``replace=True``.
     Returns ``factory``.
     """
@@ -46,7 +46,7 @@ def register(name: str, factory: Factory, *, replace: bool = False) -> Factory:
 
 def build(name: str, in_channels: int, layer_sizes: Sequence[int], *, norm: str = "batch",
           activation: str = "prelu", batchnorm_momentum: float = 0.99, prelu: str = "shared",
-          **conv_kwargs) -> nn.Module:
+          last_activation: bool = True, **conv_kwargs) -> nn.Module:
     """The encoder called ``name``; see :class:`GNNEncoder` for the options of the built-in ones.
 
     Raises:
@@ -57,7 +57,8 @@ def build(name: str, in_channels: int, layer_sizes: Sequence[int], *, norm: str 
     if factory is None:
         raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(_REGISTRY)}")
     return factory(in_channels, layer_sizes, norm=norm, activation=activation,
-                   batchnorm_momentum=batchnorm_momentum, prelu=prelu, **conv_kwargs)
+                   batchnorm_momentum=batchnorm_momentum, prelu=prelu, last_activation=last_activation,
+                   **conv_kwargs)
 
 
 __all__ = ["NAMES", "NORMS", "ACTIVATIONS", "GNNEncoder", "available", "build", "named_weight_matrices", "register"]

@@ -77,11 +77,14 @@ class GNNEncoder(nn.Module):
             ``norm="batch"``.
         prelu: ``"shared"`` (default): one slope per layer, as the reference's ``nn.PReLU()``;
             ``"channel"``: one slope per output channel. Only used with ``activation="prelu"``.
+        last_activation: ``True`` (default, BGRL/GRACE): norm and activation after the last layer
+            too. ``False``: the last layer's norm and activation are ``nn.Identity`` (CCA-SSG's
+            encoder ends with the bare convolution); the lists keep one entry per layer.
         **conv_kwargs: passed to every layer's convolution (e.g. ``heads=8`` or ``dropout=0.1`` for
             ``gat``, ``train_eps=True`` for ``gin``, ``aggr="max"`` for ``sage``).
 
     Submodules are three ``ModuleList``s, ``convs``, ``norms`` and ``acts``, with one entry per layer
-    (``nn.Identity`` where a layer has no norm), so for ``gcn`` with batch norm and PReLU the state
+    (``nn.Identity`` where a layer has no norm or activation), so for ``gcn`` with batch norm and PReLU the state
     dict keys are those of :class:`bgrl_werank.models.encoder.GCNEncoder`.
 
     Shapes:
@@ -92,7 +95,7 @@ class GNNEncoder(nn.Module):
 
     def __init__(self, conv: str, in_channels: int, layer_sizes: Sequence[int], norm: str = "batch",
                  activation: str = "prelu", batchnorm_momentum: float = 0.99, prelu: str = "shared",
-                 **conv_kwargs) -> None:
+                 last_activation: bool = True, **conv_kwargs) -> None:
         super().__init__()
         conv = _choice("encoder", conv, CONVS)
         norm = _choice("norm", norm, NORMS)
@@ -101,6 +104,8 @@ class GNNEncoder(nn.Module):
         sizes = _check_sizes(in_channels, layer_sizes)
         if norm == "batch" and not (isinstance(batchnorm_momentum, (int, float)) and 0.0 <= batchnorm_momentum <= 1.0):
             raise ValueError(f"batchnorm_momentum must be a number in [0, 1], got {batchnorm_momentum!r}")
+        if not isinstance(last_activation, bool):
+            raise ValueError(f"last_activation must be True or False, got {last_activation!r}")
         kwargs = {**_DEFAULTS[conv], **_check_conv_kwargs(conv, conv_kwargs)}
 
         self.conv = conv
@@ -109,6 +114,9 @@ class GNNEncoder(nn.Module):
         self.convs = nn.ModuleList(_make_conv(conv, i, o, kwargs) for i, o in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_make_norm(norm, o, batchnorm_momentum) for o in sizes[1:])
         self.acts = nn.ModuleList(_make_activation(activation, o, prelu) for o in sizes[1:])
+        if not last_activation:
+            self.norms[-1], self.acts[-1] = nn.Identity(), nn.Identity()
+        self.last_activation = last_activation
 
     @property
     def out_channels(self) -> int:
