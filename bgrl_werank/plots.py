@@ -3,11 +3,12 @@
 Usage::
 
     python -m bgrl_werank.plots spectra RUN_DIR                 # RUN_DIR/spectra.png
-    python -m bgrl_werank.plots compare RUN_A RUN_B [...] --labels BGRL "BGRL+WERank" --out final.png
+    python -m bgrl_werank.plots compare RUN_A RUN_B [...] [--labels BGRL "BGRL + WERank"] --out final.png
 
 ``spectra``: the singular values over epochs of every weight matrix and of the representation
 covariance, one line per singular value (the layout of the paper's Figure 1).
-``compare``: the final spectra of several runs, one panel per matrix, one line per run.
+``compare``: the final spectra of several runs, one panel per matrix, one line per run (labelled by
+default with each run's method and WERank setting from its ``config.yaml``, e.g. "GRACE + WERank").
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .labels import run_label  # noqa: E402
 from .train.diagnostics import read_spectra  # noqa: E402
 
 _TITLES = {"representation_cov": "representation covariance", "prediction_cov": "prediction covariance"}
@@ -41,16 +43,45 @@ def _title(key: str) -> str:
     return f"{part} W{int(idx) + 1}"
 
 
-def _describe(run_dir: Path) -> str:
-    """'cora, BGRL + WERank (alpha 0.01), seed 0' from the run's config.yaml, else the folder name."""
+def _run_config(run_dir: Path) -> dict | None:
     import yaml
 
     try:
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-        method = f"BGRL + WERank (alpha {cfg['werank']['alpha']})" if cfg["werank"]["enabled"] else "BGRL"
+    except (OSError, yaml.YAMLError):
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def _method(cfg: dict) -> tuple[str, bool]:
+    """(method name, WERank on) of a saved config; configs written before methods existed are BGRL."""
+    method = cfg.get("method")
+    name = method.get("name", "bgrl") if isinstance(method, dict) else "bgrl"
+    return str(name), bool(cfg["werank"]["enabled"])
+
+
+def _describe(run_dir: Path) -> str:
+    """'cora, GRACE + WERank (alpha 0.01), seed 0' from the run's config.yaml, else the folder name."""
+    cfg = _run_config(run_dir)
+    try:
+        name, werank = _method(cfg)
+        method = run_label(name, werank) + (f" (alpha {cfg['werank']['alpha']})" if werank else "")
         return f"{cfg['data']['name']}, {method}, seed {cfg['seed']}"
-    except (OSError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return run_dir.name
+
+
+def default_labels(run_dirs: list[str | Path]) -> list[str]:
+    """Legend labels for ``compare``: each run's method and WERank setting ('BGRL + WERank'), with its
+    seed where that tells runs apart; the folder names where the configs say too little."""
+    try:
+        cfgs = [_run_config(Path(d)) for d in run_dirs]
+        labels = [run_label(*_method(c)) for c in cfgs]
+        if len(set(labels)) < len(labels):
+            labels = [f"{lab}, seed {c['seed']}" for lab, c in zip(labels, cfgs)]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return [Path(d).name for d in run_dirs]
+    return labels if len(set(labels)) == len(labels) else [Path(d).name for d in run_dirs]
 
 
 def _grid(n: int):
@@ -97,7 +128,7 @@ def plot_compare(run_dirs: list[str | Path], labels: list[str] | None, out: str 
         if not records:
             raise ValueError(f"no spectra.jsonl in {d}; train with --set diagnostics.every=N (N > 0)")
         finals.append(records[-1])
-    labels = labels or [Path(d).name for d in run_dirs]
+    labels = labels or default_labels(run_dirs)
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} runs; give one label per run")
     keys = [k for k in _panels(finals[0]) if all(k in f for f in finals)]
@@ -126,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out")
     c = sub.add_parser("compare", help="final spectra of several runs")
     c.add_argument("run_dirs", nargs="+")
-    c.add_argument("--labels", nargs="+")
+    c.add_argument("--labels", nargs="+", help="one per run (default: each run's method and WERank setting)")
     c.add_argument("--out", required=True)
     args = p.parse_args(argv)
     try:

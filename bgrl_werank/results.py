@@ -7,13 +7,15 @@ Usage::
 
 Every ``report.json`` below the given folders is one run. Runs are grouped by dataset, protocol,
 config (the ``name`` in the run's ``config.yaml``, e.g. ``citeseer`` or ``citeseer-bgrl``) and
-method (BGRL or BGRL + WERank); each run contributes its mean test accuracy over its probe
-splits, and the table shows mean ± std (numpy, ddof=0) of those over the runs (seeds) with their
-count, and the difference of the two means (WERank − BGRL, in points), and what the rank diagnostics
-cost: their time (``diagnostics_time_s`` in each run's ``metrics.jsonl``) as a share of the run's
-training time (mean logged epoch time × epochs), averaged over all runs of the row. With
-``--update FILE`` the table replaces the text between ``<!-- {marker}:begin -->`` and
-``<!-- {marker}:end -->`` in FILE.
+method (the report's ``"method"``; reports written before there were other methods are BGRL), one
+row each, with the runs without and with WERank side by side: each run contributes its mean test
+accuracy over its probe splits, and the table shows mean ± std (numpy, ddof=0) of those over the
+runs (seeds) with their count, the difference of the two means (with − without WERank, in points),
+their mean RankMe, and what the rank diagnostics cost: their time (``diagnostics_time_s`` in each
+run's ``metrics.jsonl``) as a share of the run's training time (mean logged epoch time × epochs),
+averaged over all runs of the row. Where a row's dataset, protocol and method have a published
+number (:data:`PUBLISHED`), two more columns give it and our means minus it. With ``--update FILE``
+the table replaces the text between ``<!-- {marker}:begin -->`` and ``<!-- {marker}:end -->`` in FILE.
 """
 
 from __future__ import annotations
@@ -24,8 +26,19 @@ import re
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from .labels import method_title, report_method, run_label
+
+# Published linear-evaluation test accuracies (%, mean ± std) to set our rows against, by (dataset,
+# protocol) and method. Source: GraphMAE (Hou et al., "GraphMAE: Self-Supervised Masked Graph
+# Autoencoders", KDD 2022), Table 1, Cora on the Planetoid public split; each method with its own
+# encoder, schedule and probe there, so a difference is a reference point, not a controlled comparison.
+PUBLISHED: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
+    ("cora", "public"): {"grace": (81.9, 0.4), "cca_ssg": (84.0, 0.4), "bgrl": (82.7, 0.6)},
+}
 
 
 def collect(folders: list[str | Path]) -> list[dict]:
@@ -71,45 +84,74 @@ def _fmt(values: list[float]) -> str:
     return f"{a.mean():.2f} ± {a.std():.2f}"
 
 
-def table(reports: list[dict]) -> str:
-    """Markdown: one row per (dataset, protocol, config); BGRL and BGRL + WERank side by side."""
+def _mean(rs: list[dict]) -> float:
+    return float(np.mean([r["accuracy_mean"] for r in rs]))
+
+
+def _epochs(r: dict) -> Any:
+    return (r.get("hyperparameters") or {}).get("epochs", r.get("epochs", "—"))
+
+
+def group(reports: list[dict]) -> dict[tuple, dict[bool, list[dict]]]:
+    """(dataset, protocol, config, method) → {WERank on: its runs}."""
     groups: dict[tuple, dict[bool, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in reports:
-        groups[(r["dataset"], r["protocol"], r.get("_config", "—"))][bool(r["werank"])].append(r)
+        groups[(r["dataset"], r["protocol"], r.get("_config", "—"), report_method(r))][bool(r.get("werank"))].append(r)
+    return groups
+
+
+def table(reports: list[dict], published: bool = True) -> str:
+    """Markdown: one row per (dataset, protocol, config, method); without and with WERank side by side
+    (and, with ``published``, the published number where :data:`PUBLISHED` has the row's)."""
+    groups = group(reports)
+    refs = {key: PUBLISHED.get(key[:2], {}).get(key[3]) for key in groups} if published else {}
+    ref_cols = any(refs.values())
     lines = [
-        "| dataset | protocol | config | BGRL | BGRL + WERank | WERank − BGRL | WERank α | epochs | seeds (BGRL / +WERank) | RankMe (BGRL / +WERank) | rank diagnostics: share of training time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | protocol | config | method | without WERank | with WERank | with − without | WERank α | epochs | "
+        "seeds (without / with) | RankMe (without / with) | rank diagnostics: share of training time |"
+        + (" published | ours − published (without / with) |" if ref_cols else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if ref_cols else ""),
     ]
-    for (dataset, protocol, config), by in sorted(groups.items()):
+    for key, by in sorted(groups.items()):
+        dataset, protocol, config, method = key
         base, reg = by.get(False, []), by.get(True, [])
         cell = lambda rs: _fmt([r["accuracy_mean"] for r in rs]) if rs else "—"  # noqa: E731
         rank = lambda rs: f"{np.mean([r['rankme'] for r in rs]):.1f}" if rs and all("rankme" in r for r in rs) else "—"  # noqa: E731
-        alphas = sorted({json.dumps(r["werank_alpha"]) for r in reg}) or ["—"]
-        epochs = sorted({r["hyperparameters"]["epochs"] for r in base + reg})
-        diff = (f"{100 * (np.mean([r['accuracy_mean'] for r in reg]) - np.mean([r['accuracy_mean'] for r in base])):+.2f}"
-                if base and reg else "—")
+        alphas = sorted({json.dumps(r.get("werank_alpha")) for r in reg}) or ["—"]
+        epochs = sorted({_epochs(r) for r in base + reg}, key=lambda e: (isinstance(e, str), e if not isinstance(e, str) else 0, str(e)))
+        diff = f"{100 * (_mean(reg) - _mean(base)):+.2f}" if base and reg else "—"
         shares = [x for x in (diagnostics_share(r["_path"]) for r in base + reg if "_path" in r) if x is not None]
         share = f"{100 * np.mean(shares):.1f} %" if shares else "—"
-        lines.append(
-            f"| {dataset} | {protocol} | {config} | {cell(base)} | {cell(reg)} | {diff} | {', '.join(alphas)} | "
-            f"{', '.join(map(str, epochs))} | {len(base)} / {len(reg)} | {rank(base)} / {rank(reg)} | {share} |"
+        line = (
+            f"| {dataset} | {protocol} | {config} | {method_title(method)} | {cell(base)} | {cell(reg)} | {diff} | "
+            f"{', '.join(alphas)} | {', '.join(map(str, epochs))} | {len(base)} / {len(reg)} | {rank(base)} / {rank(reg)} | {share} |"
         )
+        if ref_cols:
+            ref = refs.get(key)
+            if ref:
+                ours = " / ".join(f"{100 * _mean(rs) - ref[0]:+.2f}" if rs else "—" for rs in (base, reg))
+                line += f" {ref[0]:.1f} ± {ref[1]:.1f} | {ours} |"
+            else:
+                line += " — | — |"
+        lines.append(line)
     cross = _across_configs(groups)
     return "\n".join(lines) + "\n" + ("\n" + "\n".join(cross) + "\n" if cross else "")
 
 
 def _across_configs(groups: dict[tuple, dict[bool, list[dict]]]) -> list[str]:
-    """Where a dataset was run under several configs (e.g. each method's own tuned one), one line per
-    pair (BGRL + WERank under one config, BGRL under another): the difference of their means."""
+    """Where a dataset was run with one method under several configs (e.g. each WERank setting's own
+    tuned one), one line per pair (with WERank under one config, without under another): the
+    difference of their means."""
     out = []
-    for (dataset, protocol, config), by in sorted(groups.items()):
-        for (d2, p2, other), by2 in sorted(groups.items()):
-            if (d2, p2) != (dataset, protocol) or other == config or not by.get(True) or not by2.get(False):
+    for (dataset, protocol, config, method), by in sorted(groups.items()):
+        for (d2, p2, other, m2), by2 in sorted(groups.items()):
+            if (d2, p2, m2) != (dataset, protocol, method) or other == config or not by.get(True) or not by2.get(False):
                 continue
             reg, base = by[True], by2[False]
-            diff = 100 * (np.mean([r["accuracy_mean"] for r in reg]) - np.mean([r["accuracy_mean"] for r in base]))
-            out.append(f"Across configs, {dataset} ({protocol}): BGRL + WERank ({config}) − BGRL ({other}) = {diff:+.2f} points "
-                       f"({_fmt([r['accuracy_mean'] for r in reg])} vs {_fmt([r['accuracy_mean'] for r in base])}, {len(reg)} / {len(base)} seeds).")
+            diff = 100 * (_mean(reg) - _mean(base))
+            out.append(f"Across configs, {dataset} ({protocol}): {run_label(method, True)} ({config}) − {run_label(method, False)} ({other}) "
+                       f"= {diff:+.2f} points ({_fmt([r['accuracy_mean'] for r in reg])} vs {_fmt([r['accuracy_mean'] for r in base])}, "
+                       f"{len(reg)} / {len(base)} seeds).")
     return out
 
 
@@ -140,13 +182,14 @@ def publish(text: str, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bgrl_werank.results", description=__doc__.split("\n\n")[0])
     p.add_argument("folders", nargs="+", help="folders containing run folders")
+    p.add_argument("--no-published", action="store_true", help="leave out the published-reference columns")
     add_update_arguments(p, "results")
     args = p.parse_args(argv)
     reports = collect(args.folders)
     if not reports:
         print(f"error: no report.json found under {', '.join(args.folders)}; train some runs first", file=sys.stderr)
         return 2
-    return publish(table(reports), args)
+    return publish(table(reports, published=not args.no_published), args)
 
 
 if __name__ == "__main__":
