@@ -7,11 +7,13 @@ Usage::
 
 Each sweep folder's ``results.csv`` (written by :mod:`bgrl_werank.sweep`) holds one row per cell.
 Cells that differ only in their seed are one *setting*: its views, WERank α and grid values. For each
-method (BGRL, BGRL + WERank) the table lists every setting with the mean ± std (numpy, ddof = 0) over
-seeds of the validation accuracy (each cell's mean over its probe splits, at the C the probe chose on
-validation) and of the test accuracy, best validation mean first; the chosen setting (highest
-validation mean; ties go to the earlier row of the sweep) is in bold. The test column is shown for
-the record: it plays no part in the choice.
+method and WERank setting (its ``label``, e.g. BGRL or GRACE + WERank; a ``results.csv`` written
+before sweeps had other methods says ``bgrl`` or ``bgrl+werank`` in its ``method`` column instead)
+the table lists every setting with the mean ± std (numpy, ddof = 0) over seeds of the validation
+accuracy (each cell's mean over its probe splits, at the C the probe chose on validation) and of the
+test accuracy, best validation mean first; the chosen setting (highest validation mean; ties go to
+the earlier row of the sweep) is in bold. The test column is shown for the record: it plays no part
+in the choice.
 """
 
 from __future__ import annotations
@@ -25,15 +27,18 @@ from pathlib import Path
 import numpy as np
 
 from .config import read_yaml
+from .labels import run_label
 from .results import add_update_arguments, publish
-from .sweep import RESULT_COLUMNS
+from .sweep import METHOD_KEYS, RESULT_COLUMNS
 
-LABELS = {"bgrl": "BGRL", "bgrl+werank": "BGRL + WERank"}
+# Columns that name the method, not a setting: WERank's α has a column of its own, and a grid axis
+# over the method or WERank is in the row's label.
+NOT_SETTINGS = ("werank.alpha", *METHOD_KEYS)
 
 
 def read_rows(folders: list[str | Path]) -> tuple[list[dict], list[str]]:
     """The finished cells of every sweep folder's ``results.csv``, and the grid keys found (WERank's α
-    has a column of its own and is not repeated among them)."""
+    has a column of its own and the method's keys are in the label: :data:`NOT_SETTINGS`)."""
     rows, keys = [], []
     for folder in folders:
         path = Path(folder) / "results.csv"
@@ -41,7 +46,7 @@ def read_rows(folders: list[str | Path]) -> tuple[list[dict], list[str]]:
             raise FileNotFoundError(f"no results.csv in '{folder}'; run the sweep first (python -m bgrl_werank.sweep)")
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            keys += [k for k in reader.fieldnames or [] if k not in RESULT_COLUMNS and k not in keys and k != "werank.alpha"]
+            keys += [k for k in reader.fieldnames or [] if k not in RESULT_COLUMNS and k not in keys and k not in NOT_SETTINGS]
             rows += [dict(r, _cell_dir=str(Path(folder) / "cells" / r["cell"])) for r in reader if r["status"] == "done"]
     return rows, keys
 
@@ -57,24 +62,33 @@ def _value(row: dict, key: str) -> str:
     return "" if node is None else str(node)
 
 
+def label(row: dict) -> str:
+    """A cell's method and WERank setting, e.g. ``"GRACE + WERank"``: its ``label`` column, or for a
+    results.csv without one (``method`` was then ``bgrl`` or ``bgrl+werank``) from ``method`` and ``werank``."""
+    if row.get("label"):
+        return row["label"]
+    return run_label(row["method"].split("+")[0], row["werank"] == "True")
+
+
 def settings(rows: list[dict], keys: list[str]) -> dict[str, list[dict]]:
-    """Per method, one entry per setting (in first-seen order): its description and the seeds' accuracies."""
+    """Per label (method and WERank setting), one entry per setting (in first-seen order): its
+    description and the seeds' accuracies."""
     groups: dict[tuple, dict] = {}
     for r in rows:
         views = f"({r['edge_drop_p_1']}, {r['feat_mask_p_1']}) / ({r['edge_drop_p_2']}, {r['feat_mask_p_2']})"
         grid = tuple(_value(r, k) for k in keys)
         alpha = r["alpha"] if r["werank"] == "True" else "—"
-        key = (r["method"], views, alpha, grid)
+        key = (label(r), views, alpha, grid)
         g = groups.setdefault(key, {"views": views, "alpha": alpha, "grid": grid, "val": [], "test": [], "seeds": []})
         if r.get("val_mean") in (None, ""):
             raise ValueError(f"cell {r['cell']} has no validation accuracy; re-run the sweep to rewrite its results.csv")
         g["val"].append(float(r["val_mean"]))
         g["test"].append(float(r["accuracy_mean"]))
         g["seeds"].append(r["seed"])
-    by_method: dict[str, list[dict]] = defaultdict(list)
-    for (method, *_), g in groups.items():
-        by_method[method].append(g)
-    return by_method
+    by_label: dict[str, list[dict]] = defaultdict(list)
+    for (name, *_), g in groups.items():
+        by_label[name].append(g)
+    return by_label
 
 
 def chosen(entries: list[dict]) -> dict:
@@ -88,17 +102,17 @@ def _pm(values: list[float]) -> str:
 
 
 def table(rows: list[dict], keys: list[str]) -> str:
-    """Markdown: per method, its settings by mean validation accuracy, the chosen one in bold."""
+    """Markdown: per method (and WERank setting), its settings by mean validation accuracy, the chosen one in bold."""
     short = [k.split(".")[-1] for k in keys]
     lines = [
         "| method | views (p_edge, p_feat) | α |" + "".join(f" {k} |" for k in short) + " validation | test | seeds |",
         "|---|---|---|" + "---|" * len(keys) + "---|---|---|",
     ]
-    for method, entries in sorted(settings(rows, keys).items()):
+    for name, entries in sorted(settings(rows, keys).items()):
         best = chosen(entries)
         for g in sorted(entries, key=lambda g: -float(np.mean(g["val"]))):
             mark = (lambda s: f"**{s}**") if g is best else (lambda s: s)
-            cells = [LABELS.get(method, method), g["views"], g["alpha"], *g["grid"], _pm(g["val"]), _pm(g["test"]), str(len(g["seeds"]))]
+            cells = [name, g["views"], g["alpha"], *g["grid"], _pm(g["val"]), _pm(g["test"]), str(len(g["seeds"]))]
             lines.append("| " + " | ".join(mark(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -1,27 +1,39 @@
-"""Augmentation-strength sweep: strength × {BGRL, BGRL + WERank} × seeds (× any other config key).
+"""Sweeps: strength × run configs × methods × any config key × seeds, each cell one run.
 
 Usage::
 
     python -m bgrl_werank.sweep --config configs/sweeps/cora.yaml [--jobs N] [--set key=value ...]
+    python -m bgrl_werank.sweep --config configs/sweeps/cora.yaml --out results/sweeps --summarize
 
-A sweep config (YAML)::
+A sweep config (YAML); every key is optional (``seeds`` defaults to [0, 1, 2])::
 
     name: cora                      # sweep folder: <out_dir>/<name>/
     out_dir: sweeps
-    base: configs/cora.yaml         # every cell starts from this run config ...
+    base: configs/cora.yaml         # every cell starts from this run config (unless grid.config gives others) ...
     overrides: [train.epochs=300]   # ... with these --set overrides
-    strength:
-      scale: [0.0, 0.5, 1.0, 1.5]   # factors applied to the base config's view probabilities, or
+    strength:                       # absent or null: no strength axis (each run config's own views)
+      scale: [0.0, 0.5, 1.0, 1.5]   # factors applied to the run config's view probabilities, or
       # explicit: [[[0.0, 0.0], [0.0, 0.0]], [[0.2, 0.3], [0.4, 0.4]]]   (per strength: per view (edge_drop_p, feat_mask_p))
-    methods: [bgrl, bgrl+werank]
+    methods: [bgrl, bgrl+werank]    # entries <method> or <method>+werank: method.name and werank.enabled;
+                                    # absent: the run configs' (or the grid's) own method and WERank setting
     seeds: [0, 1, 2]
-    grid: {werank.alpha: [0.01, 0.1]}   # optional: any config key as an extra axis
+    grid:                           # any config key as an extra axis (the product of all of them) ...
+      werank.alpha: [0.01, 0.1]
+      config: [configs/cora.yaml, configs/cora-grace.yaml]   # ... and ``config``: run configs in place of base
+
+Cells are the product strength × grid × methods × seeds. Every run config is read and every cell's
+config is built and validated before anything runs (a one-line :class:`ConfigError` naming the file
+or the key). Cell folders are named after their values, e.g. ``s0.5_bgrl-werank_alpha0.1_seed0`` or
+``cora-grace_werank-on_seed2`` (a ``config`` value by its file's stem).
 
 Every cell is an ordinary run folder under ``<sweep>/cells/``. A cell with a ``report.json`` is
 done and never re-run; a cell with a checkpoint but no report is resumed; a failed cell is recorded
 (``error.txt`` and the ``error`` column of ``results.csv``) and retried on the next invocation,
-while the other cells go on. Outputs: ``results.csv``, ``summary.md``, ``accuracy_vs_strength.png``
-and ``rankme_vs_strength.png``.
+while the other cells go on. Outputs: ``results.csv`` (one row per cell, with its ``method``,
+``werank`` and ``label`` as run), ``summary.md`` (per method and setting: without and with WERank and
+their difference), and ``accuracy_vs_strength.png`` and ``rankme_vs_strength.png`` when there is a
+strength axis of more than one value, else ``accuracy_by_setting.png`` and ``rankme_by_setting.png``.
+``--summarize`` rewrites those outputs from the cells as they are, running nothing.
 """
 
 from __future__ import annotations
@@ -44,10 +56,14 @@ from typing import Any, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import ConfigError, build_config, from_mapping, read_yaml, to_dict
+from .config import Config, ConfigError, build_config, from_mapping, read_yaml, to_dict
+from .labels import method_title, report_method, run_label
 
-METHODS = {"bgrl": False, "bgrl+werank": True}
 MAX_P = 0.95  # scaled probabilities are clipped here (1.0 would drop everything)
+CONFIG_AXIS = "config"  # the grid axis whose values are run-config files (they replace ``base``)
+# Grid keys that say which method a cell runs: summary.md pairs cells on werank.enabled (without /
+# with columns) and shows the method as a column of its own, the plots as the line's label.
+METHOD_KEYS = ("method.name", "werank.enabled")
 
 
 @dataclass
@@ -62,53 +78,122 @@ class SweepConfig:
     out_dir: str = "sweeps"
     base: str = "configs/cora.yaml"
     overrides: list[str] = field(default_factory=list)
-    strength: StrengthConfig = field(default_factory=lambda: StrengthConfig(scale=[0.0, 0.5, 1.0]))
-    methods: list[str] = field(default_factory=lambda: ["bgrl", "bgrl+werank"])
+    strength: Union[StrengthConfig, None] = None
+    methods: Union[list[str], None] = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     grid: dict = field(default_factory=dict)
+
+
+def has_method_key() -> bool:
+    """Whether this version's run config has ``method.name`` (sweeps then set it for each method)."""
+    return hasattr(getattr(Config(), "method", None), "name")
+
+
+def parse_method(entry: str) -> tuple[str, bool]:
+    """A ``methods`` entry: ``"grace+werank"`` → ``("grace", True)``, ``"gbt"`` → ``("gbt", False)``."""
+    name, plus, suffix = str(entry).partition("+")
+    if not name or (plus and suffix != "werank"):
+        raise ConfigError(f"methods: entry {entry!r} is not <method> or <method>+werank (e.g. grace, grace+werank)")
+    return name, bool(plus)
+
+
+def _cfg_method(cfg: Any) -> str:
+    """``method.name`` of a resolved run config (configs without that key are BGRL)."""
+    return str(getattr(getattr(cfg, "method", None), "name", "bgrl"))
 
 
 @dataclass
 class Cell:
     name: str
-    strength: float  # the scale factor, or the index of an explicit setting
-    views: list[list[float]]  # [[edge_drop_p, feat_mask_p], [edge_drop_p, feat_mask_p]]
-    method: str
+    strength: Union[float, None]  # the scale factor, or the index of an explicit setting; None: no strength axis
+    views: Union[list[list[float]], None]  # views the strength axis sets [[edge_drop_p, feat_mask_p] × 2]; None: the config's
+    method: Union[str, None]  # the ``methods`` entry (e.g. "grace+werank"); None: no methods axis
     seed: int
-    grid: dict[str, Any]
+    grid: dict[str, Any]  # this cell's grid values, the config axis included
+    base: str = ""  # the run config file the cell starts from
+    # what the cell runs, from its resolved config (filled in by make_cells)
+    method_name: str = "bgrl"
+    werank: bool = False
+    run_views: list[list[float]] = field(default_factory=list)
 
     def overrides(self) -> list[str]:
-        out = [
-            f"augment.0.edge_drop_p={self.views[0][0]}", f"augment.0.feat_mask_p={self.views[0][1]}",
-            f"augment.1.edge_drop_p={self.views[1][0]}", f"augment.1.feat_mask_p={self.views[1][1]}",
-            f"werank.enabled={str(METHODS[self.method]).lower()}", f"seed={self.seed}",
-        ]
-        out += [f"{k}={json.dumps(v)}" for k, v in self.grid.items()]
+        out = []
+        if self.views is not None:
+            out += [f"augment.0.edge_drop_p={self.views[0][0]}", f"augment.0.feat_mask_p={self.views[0][1]}",
+                    f"augment.1.edge_drop_p={self.views[1][0]}", f"augment.1.feat_mask_p={self.views[1][1]}"]
+        if self.method is not None:
+            name, werank = parse_method(self.method)
+            out += [f"method.name={name}"] if has_method_key() else []
+            out.append(f"werank.enabled={str(werank).lower()}")
+        out.append(f"seed={self.seed}")
+        out += [f"{k}={json.dumps(v)}" for k, v in self.grid.items() if k != CONFIG_AXIS]
         return out
+
+    @property
+    def label(self) -> str:
+        return run_label(self.method_name, self.werank)
 
 
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
+    """Read and check a sweep config: its own keys, every run config it names, every cell's config."""
     data = read_yaml(path)
     sweep = from_mapping(SweepConfig, data)
     sweep.overrides = list(sweep.overrides) + list(overrides)
-    if (sweep.strength.scale is None) == (sweep.strength.explicit is None):
-        raise ConfigError("strength: give exactly one of 'scale' (factors) or 'explicit' (per-view probabilities)")
-    if sweep.strength.scale is not None:
-        bad = [s for s in sweep.strength.scale if s < 0]
-        if bad:
-            raise ConfigError(f"strength.scale values must be >= 0, got {bad}")
-    for m in sweep.methods:
-        if m not in METHODS:
-            raise ConfigError(f"methods: unknown method {m!r}; use {', '.join(METHODS)}")
+    st = sweep.strength
+    if st is not None:
+        if (st.scale is None) == (st.explicit is None):
+            raise ConfigError("strength: give exactly one of 'scale' (factors) or 'explicit' (per-view probabilities), "
+                              "or leave strength out for no strength axis")
+        values = st.scale if st.scale is not None else st.explicit
+        if not values:
+            raise ConfigError(f"strength.{'scale' if st.scale is not None else 'explicit'} is empty; give at least one "
+                              "setting, or leave strength out for no strength axis")
+        if st.scale is not None:
+            bad = [s for s in st.scale if s < 0]
+            if bad:
+                raise ConfigError(f"strength.scale values must be >= 0, got {bad}")
+        else:
+            for i, views in enumerate(st.explicit):
+                if len(views) != 2 or any(len(v) != 2 for v in views):
+                    raise ConfigError(f"strength.explicit.{i} must be two views of [edge_drop_p, feat_mask_p], got {views}")
+    if sweep.methods is not None:
+        if not sweep.methods:
+            raise ConfigError("methods is empty; list entries such as bgrl, bgrl+werank, or leave methods out")
+        for m in sweep.methods:
+            name, _ = parse_method(m)
+            if name != "bgrl" and not has_method_key():
+                raise ConfigError(f"methods: entry {m!r} needs the config key method.name, which this version's "
+                                  "run config lacks; only bgrl and bgrl+werank run here")
+        dup = sorted({m for m in sweep.methods if sweep.methods.count(m) > 1})
+        if dup:
+            raise ConfigError(f"methods: {dup[0]!r} is listed twice; list each entry once")
+        clash = [k for k in METHOD_KEYS if k in sweep.grid]
+        if clash:
+            raise ConfigError(f"methods and grid.{clash[0]} both set {clash[0]} (an entry <method>+werank sets "
+                              "method.name and werank.enabled); drop one of them")
     if not sweep.seeds:
         raise ConfigError("seeds is empty; give at least one seed")
+    if len(set(sweep.seeds)) != len(sweep.seeds):
+        raise ConfigError(f"seeds: {sweep.seeds} lists a seed twice; list each seed once")
     for key, values in sweep.grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid.{key} must be a non-empty list of values")
-    # Validate the base config and every grid value now, not an hour in.
-    base_data = read_yaml(sweep.base)
-    for combo in _grid_combos(sweep.grid):
-        build_config(base_data, sweep.overrides + [f"{k}={json.dumps(v)}" for k, v in combo.items()])
+        if key == "seed":
+            raise ConfigError("grid.seed: seeds are their own axis; list them under seeds: [...]")
+        if st is not None and key.startswith("augment"):
+            raise ConfigError(f"grid.{key}: the strength axis sets the views; drop one of them (or give the views "
+                              "as strength.explicit)")
+    for value in sweep.grid.get(CONFIG_AXIS, []):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"grid.{CONFIG_AXIS} must list run-config YAML files, got {value!r}")
+    if sweep.methods is not None:  # a method name the run config does not know, said about the entry
+        for m in sweep.methods:
+            if has_method_key():
+                try:
+                    build_config({}, [f"method.name={parse_method(m)[0]}"])
+                except ConfigError as e:
+                    raise ConfigError(f"methods: entry {m!r}: {e}") from None
+    make_cells(sweep)  # reads every run config, builds and validates every cell's config
     return sweep
 
 
@@ -118,21 +203,84 @@ def _grid_combos(grid: dict) -> list[dict]:
 
 
 def _slug(value: Any) -> str:
-    return json.dumps(value).replace(" ", "").replace('"', "").replace("[", "").replace("]", "").replace(",", "_")
+    return (json.dumps(value).replace(" ", "").replace('"', "").replace("[", "").replace("]", "").replace(",", "_")
+            .replace("/", "-").replace("\\", "-"))
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """A grid key's name in cell names: its last part (``alpha``), or the whole dotted path where two
+    keys share a last part (``augment.0.edge_drop_p`` and ``augment.1.edge_drop_p``)."""
+    last = [k.split(".")[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k.replace(".", "-")) for k, s in zip(keys, last)}
+
+
+def _name_part(key: str, value: Any, short: str) -> str:
+    if key == CONFIG_AXIS:
+        return Path(str(value)).stem
+    if key == "werank.enabled" and isinstance(value, bool):
+        return "werank-on" if value else "werank-off"
+    if key == "method.name":
+        return _slug(value)
+    return f"{short}{_slug(value)}"
+
+
+def _read_run_config(file: str, what: str, cache: dict) -> dict:
+    if file not in cache:
+        if not Path(file).is_file():
+            raise ConfigError(f"{what}: run config '{file}' not found (paths are relative to the folder the sweep "
+                              f"runs in, {Path.cwd()}); write it or fix the path")
+        try:
+            cache[file] = read_yaml(file)
+        except ConfigError as e:
+            raise ConfigError(f"{what}: {e}") from None
+    return cache[file]
+
+
+def _build(file: str, data: dict, overrides: list[str], where: str):
+    try:
+        return build_config(data, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{where} (run config {file}): {e}") from None
 
 
 def make_cells(sweep: SweepConfig) -> list[Cell]:
-    """Every cell of the sweep, in a fixed order."""
-    base = build_config(read_yaml(sweep.base), sweep.overrides)
-    base_views = [[v.edge_drop_p, v.feat_mask_p] for v in base.augment]
-    if sweep.strength.scale is not None:
-        strengths = [(s, [[min(MAX_P, round(p * s, 6)) for p in view] for view in base_views]) for s in sweep.strength.scale]
+    """Every cell of the sweep, in a fixed order, with what it runs filled in from its resolved config
+    (so every cell's config is built and checked here)."""
+    cache: dict[str, dict] = {}
+    st = sweep.strength
+    if st is None:
+        strengths: list[tuple[Any, Any]] = [(None, None)]
+    elif st.scale is not None:
+        strengths = [(float(s), None) for s in st.scale]
     else:
-        strengths = [(float(i), views) for i, views in enumerate(sweep.strength.explicit)]
-    cells = []
-    for (s, views), combo, method, seed in itertools.product(strengths, _grid_combos(sweep.grid), sweep.methods, sweep.seeds):
-        parts = [f"s{s:g}", method.replace("+", "-")] + [f"{k.split('.')[-1]}{_slug(v)}" for k, v in combo.items()] + [f"seed{seed}"]
-        cells.append(Cell("_".join(parts), s, views, method, seed, combo))
+        strengths = [(float(i), views) for i, views in enumerate(st.explicit)]
+    entries = sweep.methods if sweep.methods is not None else [None]
+    short = _short_names(list(sweep.grid))
+    own_views: dict[str, list[list[float]]] = {}
+    cells, seen = [], {}
+    for (s, explicit), combo, entry, seed in itertools.product(strengths, _grid_combos(sweep.grid), entries, sweep.seeds):
+        what = f"grid.{CONFIG_AXIS}" if CONFIG_AXIS in combo else "base"
+        file = str(combo.get(CONFIG_AXIS, sweep.base))
+        data = _read_run_config(file, what, cache)
+        views = explicit
+        if st is not None and st.scale is not None:  # the factor applies to this cell's run config's views
+            key = json.dumps([file, combo])
+            if key not in own_views:
+                grid_over = [f"{k}={json.dumps(v)}" for k, v in combo.items() if k != CONFIG_AXIS]
+                cfg = _build(file, data, sweep.overrides + grid_over, "the sweep's overrides and grid values")
+                own_views[key] = [[v.edge_drop_p, v.feat_mask_p] for v in cfg.augment]
+            views = [[min(MAX_P, round(p * s, 6)) for p in view] for view in own_views[key]]
+        parts = ([f"s{s:g}"] if s is not None else []) + ([entry.replace("+", "-")] if entry is not None else [])
+        parts += [_name_part(k, v, short[k]) for k, v in combo.items()] + [f"seed{seed}"]
+        cell = Cell("_".join(parts), s, views, entry, seed, combo, base=file)
+        if cell.name in seen:
+            raise ConfigError(f"two cells would share the folder name '{cell.name}' ({seen[cell.name]} and {file}); "
+                              f"give the grid.{CONFIG_AXIS} files different names (cells are named by the file's stem)")
+        seen[cell.name] = file
+        cfg = _build(file, data, sweep.overrides + cell.overrides(), f"cell {cell.name}")
+        cell.method_name, cell.werank = _cfg_method(cfg), bool(cfg.werank.enabled)
+        cell.run_views = [[v.edge_drop_p, v.feat_mask_p] for v in cfg.augment]
+        cells.append(cell)
     return cells
 
 
@@ -164,15 +312,21 @@ def _run_cell(sweep_dir: str, cell: Cell, base: str, overrides: list[str], threa
     return {"cell": cell.name, "ok": True, "seconds": time.perf_counter() - t0}
 
 
+def _grid_value(key: str, value: Any) -> str:
+    """A grid value as results.csv writes it: strings (e.g. a config file) as they are, else JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _row(sweep_dir: Path, cell: Cell) -> dict:
     run_dir = sweep_dir / "cells" / cell.name
+    views = cell.views if cell.views is not None else cell.run_views
     row: dict[str, Any] = {
         "cell": cell.name, "strength": cell.strength,
-        "edge_drop_p_1": cell.views[0][0], "feat_mask_p_1": cell.views[0][1],
-        "edge_drop_p_2": cell.views[1][0], "feat_mask_p_2": cell.views[1][1],
-        "werank": METHODS[cell.method], "method": cell.method, "seed": cell.seed,
+        "edge_drop_p_1": views[0][0], "feat_mask_p_1": views[0][1],
+        "edge_drop_p_2": views[1][0], "feat_mask_p_2": views[1][1],
+        "method": cell.method_name, "werank": cell.werank, "label": cell.label, "seed": cell.seed,
     }
-    row.update({k: json.dumps(v) for k, v in cell.grid.items()})
+    row.update({k: _grid_value(k, v) for k, v in cell.grid.items()})
     report = run_dir / "report.json"
     if report.exists():
         r = json.loads(report.read_text())
@@ -181,8 +335,10 @@ def _row(sweep_dir: Path, cell: Cell) -> dict:
         if metrics.exists():
             lines = metrics.read_text().splitlines()
             last = json.loads(lines[-1]) if lines else {}
+        method, werank = report_method(r), bool(r.get("werank", cell.werank))  # what the cell ran
         row.update(
-            alpha=json.dumps(r["werank_alpha"]), accuracy_mean=r["accuracy_mean"], accuracy_std=r["accuracy_std"],
+            method=method, werank=werank, label=run_label(method, werank),
+            alpha=json.dumps(r.get("werank_alpha")), accuracy_mean=r["accuracy_mean"], accuracy_std=r["accuracy_std"],
             val_mean=float(np.mean(r["val_acc"])) if r.get("val_acc") else None,
             num_splits=r["num_splits"], rankme=r.get("rankme"), final_loss=last.get("loss"),
             final_bgrl_loss=last.get("bgrl_loss"), final_werank=last.get("werank"),
@@ -197,7 +353,7 @@ def _row(sweep_dir: Path, cell: Cell) -> dict:
 
 
 RESULT_COLUMNS = [
-    "cell", "strength", "edge_drop_p_1", "feat_mask_p_1", "edge_drop_p_2", "feat_mask_p_2", "method", "werank",
+    "cell", "strength", "edge_drop_p_1", "feat_mask_p_1", "edge_drop_p_2", "feat_mask_p_2", "method", "werank", "label",
     "alpha", "seed", "accuracy_mean", "accuracy_std", "val_mean", "num_splits", "rankme", "final_loss", "final_bgrl_loss",
     "final_werank", "wall_time_s", "status", "error",
 ]
@@ -205,7 +361,8 @@ RESULT_COLUMNS = [
 
 def write_results(sweep_dir: Path, cells: list[Cell], grid_keys: list[str]) -> list[dict]:
     rows = [_row(sweep_dir, c) for c in cells]
-    cols = RESULT_COLUMNS[:10] + grid_keys + RESULT_COLUMNS[10:]
+    at = RESULT_COLUMNS.index("seed") + 1  # the grid's columns follow the cell's identity
+    cols = RESULT_COLUMNS[:at] + grid_keys + RESULT_COLUMNS[at:]
     with open(sweep_dir / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -218,71 +375,138 @@ def _ms(values: list[float], scale: float = 1.0) -> str:
     return f"{a.mean():.2f} ± {a.std():.2f}" if len(a) else "—"
 
 
+def _shown(value: Any, key: str) -> str:
+    """A grid value as tables and legends show it (a run config by its file's stem)."""
+    return Path(str(value)).stem if key == CONFIG_AXIS else str(value)
+
+
+def _has_strength(rows: list[dict]) -> bool:
+    return any(r.get("strength") not in (None, "") for r in rows)
+
+
+def _settings(rows: list[dict], grid_keys: list[str]):
+    """The methods (first-seen order), the grid keys other than the method's, and the sort key of a
+    (method, grid values, strength) group: methods and run configs in the sweep's order, other grid
+    values by their text, then strength."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    keys = [k for k in grid_keys if k not in METHOD_KEYS]
+    configs = list(dict.fromkeys(r.get(CONFIG_AXIS) for r in rows))
+
+    def sort_key(method: str, gvals: tuple, strength: Any) -> tuple:
+        g = tuple((configs.index(v), "") if k == CONFIG_AXIS else (0, str(v)) for k, v in zip(keys, gvals))
+        return methods.index(method), g, 0.0 if strength in (None, "") else strength
+
+    return methods, keys, sort_key
+
+
 def summarize(rows: list[dict], grid_keys: list[str], title: str) -> str:
-    """Markdown table: strength × method, mean ± std over seeds, and WERank − BGRL."""
+    """Markdown table: per method and setting (strength, views, grid values), mean ± std over seeds
+    without and with WERank, and their difference."""
     done = [r for r in rows if r["status"] == "done"]
-    groups: dict[tuple, dict[str, list[dict]]] = {}
+    methods, keys, sort_key = _settings(rows, grid_keys)
+    strength = _has_strength(rows)
+    multi = len(methods) > 1
+    groups: dict[tuple, dict[bool, list[dict]]] = {}
     for r in done:
-        key = (r["strength"], tuple(r.get(k) for k in grid_keys), (r["edge_drop_p_1"], r["feat_mask_p_1"], r["edge_drop_p_2"], r["feat_mask_p_2"]))
-        groups.setdefault(key, {}).setdefault(r["method"], []).append(r)
-    extra = "".join(f" {k} |" for k in grid_keys)
+        views = (r["edge_drop_p_1"], r["feat_mask_p_1"], r["edge_drop_p_2"], r["feat_mask_p_2"])
+        key = (r["method"], r["strength"], tuple(r.get(k) for k in keys), views)
+        groups.setdefault(key, {}).setdefault(bool(r["werank"]), []).append(r)
+    t = "" if multi else method_title(methods[0]) if methods else "BGRL"
+    delta = ("Δ = <method> + WERank − <method> (each row's method)" if multi else f"Δ = {t} + WERank − {t}")
+    head = ("| method |" if multi else "|") + (" strength |" if strength else "") + " views (p_edge, p_feat) |"
+    head += "".join(f" {k} |" for k in keys)
+    pre = f"{t} " if t else ""
+    head += f" {pre}acc | +WERank acc | Δ acc | {pre}RankMe | +WERank RankMe | Δ RankMe | seeds |"
     lines = [
         f"# Sweep: {title}",
         "",
         "Accuracy (%) and RankMe: mean ± std over seeds (each seed's accuracy is its mean over probe splits).",
-        "Δ = BGRL + WERank − BGRL, in accuracy points (difference of the means).",
+        f"{delta}, in accuracy points (difference of the means).",
         "",
-        f"| strength | views (p_edge, p_feat) |{extra} BGRL acc | +WERank acc | Δ acc | BGRL RankMe | +WERank RankMe | Δ RankMe | seeds |",
-        "|---|---|" + "---|" * len(grid_keys) + "---|---|---|---|---|---|---|",
+        head,
+        "|" + "---|" * (int(multi) + int(strength) + 1 + len(keys) + 7),
     ]
-    for (s, gvals, views), by in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        b, w = by.get("bgrl", []), by.get("bgrl+werank", [])
+    for (method, s, gvals, views), by in sorted(groups.items(), key=lambda kv: sort_key(kv[0][0], kv[0][2], kv[0][1])):
+        b, w = by.get(False, []), by.get(True, [])
         acc_b, acc_w = [r["accuracy_mean"] for r in b], [r["accuracy_mean"] for r in w]
         rk_b, rk_w = [r["rankme"] for r in b], [r["rankme"] for r in w]
         d_acc = f"{100 * (np.mean(acc_w) - np.mean(acc_b)):+.2f}" if b and w else "—"
         d_rk = f"{np.mean(rk_w) - np.mean(rk_b):+.1f}" if b and w else "—"
-        gcells = "".join(f" {v} |" for v in gvals)
-        lines.append(
-            f"| {s:g} | ({views[0]}, {views[1]}) / ({views[2]}, {views[3]}) |{gcells} {_ms(acc_b, 100)} | {_ms(acc_w, 100)} | {d_acc} | "
-            f"{_ms(rk_b)} | {_ms(rk_w)} | {d_rk} | {len(b)} / {len(w)} |"
-        )
+        cells = ([method_title(method)] if multi else []) + ([f"{s:g}"] if strength else [])
+        cells.append(f"({views[0]}, {views[1]}) / ({views[2]}, {views[3]})")
+        cells += [_shown(v, k) for k, v in zip(keys, gvals)]
+        cells += [_ms(acc_b, 100), _ms(acc_w, 100), d_acc, _ms(rk_b), _ms(rk_w), d_rk, f"{len(b)} / {len(w)}"]
+        lines.append("| " + " | ".join(cells) + " |")
     failed = [r for r in rows if r["status"] != "done"]
     if failed:
         lines += ["", f"{len(failed)} cell(s) not finished: " + ", ".join(f"{r['cell']} ({r['status']})" for r in failed)]
     return "\n".join(lines) + "\n"
 
 
+def _line_label(method: str, werank: bool, keys: list[str], gvals: tuple) -> str:
+    """'GRACE + WERank (cora-grace, alpha=0.1)': the run's label and its other grid values."""
+    extra = [_shown(v, k) if k == CONFIG_AXIS else f"{k.split('.')[-1]}={v}" for k, v in zip(keys, gvals)]
+    return run_label(method, werank) + (f" ({', '.join(extra)})" if extra else "")
+
+
 def plot(rows: list[dict], sweep_dir: Path, grid_keys: list[str], explicit: bool = False) -> list[Path]:
-    """``accuracy_vs_strength.png`` and ``rankme_vs_strength.png``; ``explicit``: strengths are indices
-    of ``strength.explicit`` settings, not scale factors (the x-axis says which)."""
+    """With a strength axis of more than one value, ``accuracy_vs_strength.png`` and
+    ``rankme_vs_strength.png`` (one line per method, WERank setting and grid values; ``explicit``:
+    strengths are indices of ``strength.explicit`` settings, not scale factors, and the x-axis says
+    which); otherwise ``accuracy_by_setting.png`` and ``rankme_by_setting.png``: per method and grid
+    values, the mean ± std without and with WERank side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r["status"] == "done"]
+    methods, keys, sort_key = _settings(rows, grid_keys)
+    strengths = sorted({r["strength"] for r in done if r.get("strength") not in (None, "")})
+    vs_strength = len(strengths) > 1
+    settings = sorted({(r["method"], tuple(r.get(k) for k in keys)) for r in done},
+                      key=lambda mg: sort_key(mg[0], mg[1], None))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     outs = []
-    for metric, label, fname, scale in (
-        ("accuracy_mean", "test accuracy (%)", "accuracy_vs_strength.png", 100.0),
-        ("rankme", "RankMe of representations", "rankme_vs_strength.png", 1.0),
+    for metric, label, stem, scale in (
+        ("accuracy_mean", "test accuracy (%)", "accuracy", 100.0),
+        ("rankme", "RankMe of representations", "rankme", 1.0),
     ):
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        combos = sorted({tuple(r.get(k) for k in grid_keys) for r in done})
-        for combo in combos:
-            for method, style in (("bgrl", "o-"), ("bgrl+werank", "s--")):
-                sel = [r for r in done if r["method"] == method and tuple(r.get(k) for k in grid_keys) == combo]
-                xs = sorted({r["strength"] for r in sel})
-                if not xs:
-                    continue
-                means = [scale * np.mean([r[metric] for r in sel if r["strength"] == x]) for x in xs]
-                stds = [scale * np.std([r[metric] for r in sel if r["strength"] == x]) for x in xs]
-                name = "BGRL" if method == "bgrl" else "BGRL + WERank"
-                if grid_keys:
-                    name += " (" + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(grid_keys, combo)) + ")"
-                ax.errorbar(xs, means, yerr=stds, fmt=style, capsize=3, label=name)
-        ax.set_xlabel("view setting (index into strength.explicit)" if explicit else "augmentation strength (× the base views)")
-        if explicit:  # the settings are indices: whole-number ticks only
-            ax.set_xticks(sorted({r["strength"] for r in done}))
+        sel = lambda m, g, w: [r for r in done if r["method"] == m and tuple(r.get(k) for k in keys) == g  # noqa: E731
+                               and bool(r["werank"]) == w]
+        if vs_strength:
+            fig, ax = plt.subplots(figsize=(5.5, 3.8))
+            n = 0
+            for method, gvals in settings:
+                for werank, style in ((False, "o-"), (True, "s--")):
+                    rs = sel(method, gvals, werank)
+                    xs = sorted({r["strength"] for r in rs})
+                    if not xs:
+                        continue
+                    means = [scale * np.mean([r[metric] for r in rs if r["strength"] == x]) for x in xs]
+                    stds = [scale * np.std([r[metric] for r in rs if r["strength"] == x]) for x in xs]
+                    ax.errorbar(xs, means, yerr=stds, fmt=style, capsize=3, label=_line_label(method, werank, keys, gvals),
+                                color=colors[n % len(colors)])
+                    n += 1
+            ax.set_xlabel("view setting (index into strength.explicit)" if explicit else "augmentation strength (× the base views)")
+            if explicit:  # the settings are indices: whole-number ticks only
+                ax.set_xticks(strengths)
+            fname = f"{stem}_vs_strength.png"
+        else:
+            fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(settings) + 2), 3.8))
+            x = np.arange(len(settings))
+            for j, (werank, name, fmt) in enumerate(((False, "without WERank", "o"), (True, "with WERank", "s"))):
+                means, stds = [], []
+                for method, gvals in settings:
+                    vals = [scale * r[metric] for r in sel(method, gvals, werank)]
+                    means.append(np.mean(vals) if vals else np.nan)
+                    stds.append(np.std(vals) if vals else 0.0)
+                ax.errorbar(x + (j - 0.5) * 0.25, means, yerr=stds, fmt=fmt, capsize=3, label=name, color=colors[j])
+            ax.set_xticks(x)
+            ax.set_xlim(-0.6, len(settings) - 0.4)
+            ax.set_xticklabels([_line_label(m, False, keys, g) for m, g in settings], fontsize=8,
+                               rotation=20 if len(settings) > 3 else 0, ha="right" if len(settings) > 3 else "center")
+            fname = f"{stem}_by_setting.png"
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -294,12 +518,27 @@ def plot(rows: list[dict], sweep_dir: Path, grid_keys: list[str], explicit: bool
     return outs
 
 
-def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None) -> tuple[Path, list[dict]]:
-    """Run every missing or failed cell (``jobs`` at a time), then write the outputs."""
+def write_outputs(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell]) -> list[dict]:
+    """``results.csv``, ``summary.md`` and the figures, from the cells' folders as they are now."""
+    grid_keys = list(sweep.grid)
+    rows = write_results(sweep_dir, cells, grid_keys)
+    (sweep_dir / "summary.md").write_text(summarize(rows, grid_keys, sweep.name))
+    if any(r["status"] == "done" for r in rows):
+        plot(rows, sweep_dir, grid_keys, explicit=sweep.strength is not None and sweep.strength.explicit is not None)
+    return rows
+
+
+def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None, run: bool = True) -> tuple[Path, list[dict]]:
+    """Run every missing or failed cell (``jobs`` at a time), then write the outputs; ``run=False``
+    only rewrites the outputs from the cells already there."""
     sweep_dir = Path(sweep.out_dir) / sweep.name
+    cells = make_cells(sweep)
+    if not run:
+        if not (sweep_dir / "cells").is_dir():
+            raise ConfigError(f"--summarize: no sweep folder '{sweep_dir}' with cells; run the sweep first (or pass --out)")
+        return sweep_dir, write_outputs(sweep, sweep_dir, cells)
     (sweep_dir / "cells").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "sweep.json").write_text(json.dumps(to_dict(sweep), indent=2) + "\n")
-    cells = make_cells(sweep)
     todo = [c for c in cells if not (sweep_dir / "cells" / c.name / "report.json").exists()]
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     show = sys.stderr.isatty() if progress is None else progress
@@ -309,34 +548,32 @@ def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None) -
     try:
         if jobs <= 1:
             for c in todo:
-                res = _run_cell(str(sweep_dir), c, sweep.base, sweep.overrides, threads)
+                res = _run_cell(str(sweep_dir), c, c.base, sweep.overrides, threads)
                 failures += [res] if not res["ok"] else []
                 bar.update(1)
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_run_cell, str(sweep_dir), c, sweep.base, sweep.overrides, threads) for c in todo]
+                futures = [pool.submit(_run_cell, str(sweep_dir), c, c.base, sweep.overrides, threads) for c in todo]
                 for fut in as_completed(futures):
                     res = fut.result()
                     failures += [res] if not res["ok"] else []
                     bar.update(1)
     finally:
         bar.close()
-        grid_keys = list(sweep.grid)
-        rows = write_results(sweep_dir, cells, grid_keys)
-        (sweep_dir / "summary.md").write_text(summarize(rows, grid_keys, sweep.name))
-        if any(r["status"] == "done" for r in rows):
-            plot(rows, sweep_dir, grid_keys, explicit=sweep.strength.explicit is not None)
+        rows = write_outputs(sweep, sweep_dir, cells)
     for f in failures:
         print(f"cell {f['cell']} failed: {f['error']}", file=sys.stderr)
     return sweep_dir, rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bgrl_werank.sweep", description="Augmentation-strength sweep (resumable, parallel).")
+    p = argparse.ArgumentParser(prog="python -m bgrl_werank.sweep", description="Sweeps over strength, run configs, methods and any config key (resumable, parallel).")
     p.add_argument("--config", required=True, help="sweep YAML, e.g. configs/sweeps/cora.yaml")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override applied to every cell")
     p.add_argument("--out", metavar="DIR", help="folder that holds the sweep's folder <DIR>/<name>/ (default: the YAML's out_dir)")
+    p.add_argument("--summarize", action="store_true",
+                   help="run nothing: rewrite results.csv, summary.md and the figures from the cells already there")
     p.add_argument("--update", metavar="FILE", help="also paste summary.md into the marked block of FILE (e.g. README.md)")
     p.add_argument("--marker", default="sweep", help="marker name of that block (default: sweep)")
     p.add_argument("--debug", action="store_true")
@@ -347,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep = load_sweep(args.config, args.overrides)
         if args.out:
             sweep.out_dir = args.out
-        sweep_dir, rows = run_sweep(sweep, args.jobs)
+        sweep_dir, rows = run_sweep(sweep, args.jobs, run=not args.summarize)
     except Exception as e:  # noqa: BLE001
         if args.debug:
             traceback.print_exc()
