@@ -14,7 +14,7 @@ A sweep config (YAML); every key is optional (``seeds`` defaults to [0, 1, 2])::
     strength:                       # absent or null: no strength axis (each run config's own views)
       scale: [0.0, 0.5, 1.0, 1.5]   # factors applied to the run config's view probabilities, or
       # explicit: [[[0.0, 0.0], [0.0, 0.0]], [[0.2, 0.3], [0.4, 0.4]]]   (per strength: per view (edge_drop_p, feat_mask_p))
-    methods: [bgrl, bgrl+werank]    # entries <method> or <method>+werank: method.name and werank.enabled;
+    methods: [bgrl, grace+werank]   # entries <method> or <method>+werank: they set method.name and werank.enabled;
                                     # absent: the run configs' (or the grid's) own method and WERank setting
     seeds: [0, 1, 2]
     grid:                           # any config key as an extra axis (the product of all of them) ...
@@ -56,7 +56,7 @@ from typing import Any, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import Config, ConfigError, build_config, from_mapping, read_yaml, to_dict
+from .config import ConfigError, build_config, from_mapping, read_yaml, to_dict
 from .labels import method_title, report_method, run_label
 
 MAX_P = 0.95  # scaled probabilities are clipped here (1.0 would drop everything)
@@ -84,22 +84,12 @@ class SweepConfig:
     grid: dict = field(default_factory=dict)
 
 
-def has_method_key() -> bool:
-    """Whether this version's run config has ``method.name`` (sweeps then set it for each method)."""
-    return hasattr(getattr(Config(), "method", None), "name")
-
-
 def parse_method(entry: str) -> tuple[str, bool]:
     """A ``methods`` entry: ``"grace+werank"`` → ``("grace", True)``, ``"gbt"`` → ``("gbt", False)``."""
     name, plus, suffix = str(entry).partition("+")
     if not name or (plus and suffix != "werank"):
         raise ConfigError(f"methods: entry {entry!r} is not <method> or <method>+werank (e.g. grace, grace+werank)")
     return name, bool(plus)
-
-
-def _cfg_method(cfg: Any) -> str:
-    """``method.name`` of a resolved run config (configs without that key are BGRL)."""
-    return str(getattr(getattr(cfg, "method", None), "name", "bgrl"))
 
 
 @dataclass
@@ -123,8 +113,7 @@ class Cell:
                     f"augment.1.edge_drop_p={self.views[1][0]}", f"augment.1.feat_mask_p={self.views[1][1]}"]
         if self.method is not None:
             name, werank = parse_method(self.method)
-            out += [f"method.name={name}"] if has_method_key() else []
-            out.append(f"werank.enabled={str(werank).lower()}")
+            out += [f"method.name={name}", f"werank.enabled={str(werank).lower()}"]
         out.append(f"seed={self.seed}")
         out += [f"{k}={json.dumps(v)}" for k, v in self.grid.items() if k != CONFIG_AXIS]
         return out
@@ -161,9 +150,10 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
             raise ConfigError("methods is empty; list entries such as bgrl, bgrl+werank, or leave methods out")
         for m in sweep.methods:
             name, _ = parse_method(m)
-            if name != "bgrl" and not has_method_key():
-                raise ConfigError(f"methods: entry {m!r} needs the config key method.name, which this version's "
-                                  "run config lacks; only bgrl and bgrl+werank run here")
+            try:  # a method name the run config does not know, said about the entry
+                build_config({}, [f"method.name={name}"])
+            except ConfigError as e:
+                raise ConfigError(f"methods: entry {m!r}: {e}") from None
         dup = sorted({m for m in sweep.methods if sweep.methods.count(m) > 1})
         if dup:
             raise ConfigError(f"methods: {dup[0]!r} is listed twice; list each entry once")
@@ -186,13 +176,6 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
     for value in sweep.grid.get(CONFIG_AXIS, []):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"grid.{CONFIG_AXIS} must list run-config YAML files, got {value!r}")
-    if sweep.methods is not None:  # a method name the run config does not know, said about the entry
-        for m in sweep.methods:
-            if has_method_key():
-                try:
-                    build_config({}, [f"method.name={parse_method(m)[0]}"])
-                except ConfigError as e:
-                    raise ConfigError(f"methods: entry {m!r}: {e}") from None
     make_cells(sweep)  # reads every run config, builds and validates every cell's config
     return sweep
 
@@ -278,7 +261,7 @@ def make_cells(sweep: SweepConfig) -> list[Cell]:
                               f"give the grid.{CONFIG_AXIS} files different names (cells are named by the file's stem)")
         seen[cell.name] = file
         cfg = _build(file, data, sweep.overrides + cell.overrides(), f"cell {cell.name}")
-        cell.method_name, cell.werank = _cfg_method(cfg), bool(cfg.werank.enabled)
+        cell.method_name, cell.werank = cfg.method.name, bool(cfg.werank.enabled)
         cell.run_views = [[v.edge_drop_p, v.feat_mask_p] for v in cfg.augment]
         cells.append(cell)
     return cells

@@ -279,14 +279,9 @@ def test_methods_entries(tmp_path):
     cells = sweep_mod.make_cells(sweep_mod.load_sweep(path))
     assert [c.name for c in cells] == ["bgrl_lr0.01_seed0", "bgrl-werank_lr0.01_seed0", "bgrl_lr0.02_seed0", "bgrl-werank_lr0.02_seed0"]
     assert [c.werank for c in cells] == [False, True, False, True]
-    has_key = sweep_mod.has_method_key()
-    assert ("method.name=bgrl" in cells[1].overrides()) == has_key and "werank.enabled=true" in cells[1].overrides()
-    if not has_key:  # another method than BGRL needs method.name in the run config
-        with pytest.raises(ConfigError, match="method.name"):
-            sweep_mod.load_sweep(_tiny(tmp_path, methods=["grace"]))
+    assert "method.name=bgrl" in cells[1].overrides() and "werank.enabled=true" in cells[1].overrides()
 
 
-@pytest.mark.skipif(not sweep_mod.has_method_key(), reason="the run config has no method.name yet")
 def test_methods_entries_set_method_name(tmp_path):
     path = _tiny(tmp_path, methods=["grace", "cca_ssg+werank"])
     cells = sweep_mod.make_cells(sweep_mod.load_sweep(path))
@@ -307,7 +302,6 @@ def test_methods_entries_set_method_name(tmp_path):
         sweep_mod.load_sweep(_tiny(tmp_path, grid={"method.name": ["simclr"]}))
 
 
-@pytest.mark.skipif(not sweep_mod.has_method_key(), reason="the run config has no method.name yet")
 def test_methods_entries_run_another_method(tmp_path):
     """Two tiny GRACE cells (grace, grace+werank): what ran is in results.csv, summary.md and the
     results table, labelled GRACE and GRACE + WERank."""
@@ -441,8 +435,8 @@ def test_methods_cora_sweep_config():
     assert data["grid"]["werank.enabled"] == [False, True] and data["seeds"] == [0, 1, 2, 3, 4]
     assert "strength" not in data and "methods" not in data
     missing = [f for f in files if not (ROOT / f).is_file()]
-    if missing or not sweep_mod.has_method_key():
-        pytest.skip(f"not all of its run configs exist yet ({', '.join(missing) or 'method.name'})")
+    if missing:
+        pytest.skip(f"not all of its run configs exist yet ({', '.join(missing)})")
     with pytest.MonkeyPatch.context() as m:
         m.chdir(ROOT)
         cells = sweep_mod.make_cells(sweep_mod.load_sweep("configs/sweeps/methods-cora.yaml"))
