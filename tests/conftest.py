@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "data.name=csbm", "data.csbm.num_nodes=240", "data.csbm.num_features=24", "data.csbm.num_classes=3",
     "data.csbm.avg_degree=6", "data.csbm.signal=1.5", "data.row_normalize=false",
-    "model.layer_sizes=[32, 16]", "model.predictor_hidden=32",
+    "model.layer_sizes=[32, 16]", "method.bgrl.predictor_hidden=32",
     "train.epochs=12", "train.progress=none", "optim.warmup_epochs=2", "optim.lr=0.01",
     "eval.protocol=random", "eval.num_splits=3", "checkpoint.every=4", "threads=1", "diagnostics.every=0",
 ]

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from bgrl_werank.config import Config, build_config
-from bgrl_werank.models import GCNEncoder
+from bgrl_werank.encoders.fast_gcn import FastGCNEncoder as GCNEncoder
 from bgrl_werank.train.trainer import Trainer, embed, load_graph
 
 # A small CSBM graph with sparse binary "bag-of-words" features, row-normalised as Cora's are.
@@ -86,7 +86,7 @@ def test_eval_output_is_normalised_like_training_output(trained):
 
 def test_representations_are_not_collinear_with_their_centroid(trained):
     _, graph, trainer = trained
-    z = F.normalize(embed(trainer.model, graph), dim=1)
+    z = F.normalize(embed(trainer.model, trainer.full_graph), dim=1)
     cos = F.cosine_similarity(z, z.mean(0, keepdim=True), dim=1)
     assert float(cos.mean()) < 0.9, f"mean cosine with the centroid {float(cos.mean()):.3f}"
 
@@ -103,7 +103,7 @@ def test_reestimated_statistics_agree_with_the_default(trained):
     fresh = eval_encoder(views_cfg, trainer.model, graph)
     assert fresh is not trainer.model.online_encoder
     assert all(torch.equal(a, n.running_var) for a, n in zip(before, trainer.model.online_encoder.norms))  # untouched
-    r_running, r_views = float(rankme(embed(trainer.model, graph))), float(rankme(embed(fresh, graph)))
+    r_running, r_views = float(rankme(embed(trainer.model, trainer.full_graph))), float(rankme(embed(fresh, trainer.full_graph)))
     assert abs(r_running - r_views) / r_views < 0.1, (r_running, r_views)
 
 
@@ -190,8 +190,12 @@ def test_checkpoints_from_before_the_shared_prelu_still_load(tmp_path):
     run = tmp_path / "run"
     assert train_main(sets(TINY + ["model.prelu=channel"]) + ["--run-dir", str(run)]) == 0
     state = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert state["online_encoder"]["acts.0.weight"].numel() == 32
-    del state["config"]["model"]["prelu"]  # as written by earlier versions
+    assert state["method"]["encoder.acts.0.weight"].numel() == 32
+    # as written by earlier versions: no model.prelu, the BGRL parts under their own keys
+    del state["config"]["model"]["prelu"]
+    weights = state.pop("method")
+    for key, prefix in (("online_encoder", "encoder."), ("predictor", "predictor."), ("target_encoder", "target_encoder.")):
+        state[key] = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
     torch.save(state, run / "checkpoint.pt")
     assert eval_main(["--checkpoint", str(run), "--out", str(tmp_path / "e")]) == 0
     want = json.loads((run / "report.json").read_text())["test_acc"]

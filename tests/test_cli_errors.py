@@ -43,7 +43,14 @@ def finished_run(tmp_path_factory):
         (["--set", "augment.0.edge_drop_p=1.5"], "must be a probability in [0, 1)"),
         (["--set", "train.epochs=0"], "train.epochs must be > 0"),
         (["--set", "model.layer_sizes=[]"], "model.layer_sizes is empty"),
-        (["--set", "werank.alpha=[0.1,0.1,0.1]"], "werank.alpha has 3 values but there are 2"),
+        (["--set", "werank.alpha=[0.1,0.1,0.1]"], "werank.alpha has 3 values but BGRL + gcn has 2 regularised matrices "
+                                                  "(encoder.convs.0.lin.weight, encoder.convs.1.lin.weight)"),
+        (["--set", "model.encoder=sage", "--set", "werank.alpha=[0.1,0.1]"], "has 4 regularised matrices (encoder.convs.0.lin_l.weight"),
+        (["--set", "method.name=grac"], "method.name must be one of bgrl, grace, gbt, cca_ssg, vicreg, got 'grac'"),
+        (["--set", "model.encoder=gan"], "model.encoder must be one of gcn, sage, gat, gin, got 'gan'"),
+        (["--set", "device=gpu"], "device must be auto, cpu, cuda or cuda:N"),
+        (["--set", "model.encoder=sage", "--set", "backend=fast"], "backend=fast cannot run this run: it implements the gcn encoder only"),
+        (["--set", "model.encoder=gat", "--set", "model.layer_sizes=[30,16]"], "gat layer size 30 is not divisible by heads=4"),
         (["--set", "data.name=coraa"], "cora"),
     ],
 )
@@ -52,7 +59,23 @@ def test_bad_config_values(tmp_path, capsys, args, expected):
     rc = train_main(sets(TINY) + args + ["--set", f"out_dir={out}"])
     assert rc != 0
     assert expected in _one_error_line(capsys)
-    assert not out.exists()  # failed before anything was written
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_on_a_machine_without_one_is_a_one_line_error_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert train_main(sets(TINY) + ["--set", "device=cuda", "--set", f"out_dir={out}"]) != 0
+    assert "device=cuda but this machine has no CUDA device" in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_a_per_matrix_alpha_list_of_the_right_length_trains(tmp_path):
+    # SAGE has two matrices per layer; the list is checked against the built model, not a count in the config
+    rc = train_main(sets(TINY) + ["--set", "model.encoder=sage", "--set", "werank.alpha=[0.1,0.0,0.1,0.0]",
+                                  "--set", "train.epochs=2", "--set", "optim.warmup_epochs=0", "--no-eval",
+                                  "--run-dir", str(tmp_path / "r")])
+    assert rc == 0
+
 
 
 def test_malformed_yaml_and_unknown_key_in_file(tmp_path, capsys):
@@ -156,7 +179,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path, capsys):
     assert "epoch 6" in msg and ("WERank" in msg or "BGRL" in msg)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 4
-    assert all(torch.isfinite(t).all() for t in state["online_encoder"].values())
+    assert all(torch.isfinite(t).all() for t in state["method"].values())
 
 
 def test_interrupted_write_keeps_previous_checkpoint(tmp_path, monkeypatch):

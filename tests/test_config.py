@@ -58,7 +58,11 @@ def test_save_and_reload_roundtrip(tmp_path):
         ("train.epochs=0", "train.epochs must be > 0"),
         ("train.epochs=50", "optim.warmup_epochs must be in [0, train.epochs) = [0, 50), got 100; lower it (e.g. --set optim.warmup_epochs=5)"),
         ("model.layer_sizes=[]", "model.layer_sizes is empty"),
-        ("werank.alpha=[0.1, 0.2, 0.3]", "werank.alpha has 3 values but there are 2"),
+        ("werank.alpha=[]", "werank.alpha is an empty list"),
+        ("method.name=simclr", "method.name must be one of bgrl, grace, gbt, cca_ssg, vicreg"),
+        ("model.norm=group", "model.norm must be one of batch, layer, none"),
+        ("device=tpu", "device must be auto, cpu, cuda or cuda:N"),
+        ("method.grace.tau=0", "method.grace.tau must be > 0"),
         ("augment.5.edge_drop_p=0.1", "use an index 0..1"),
         ("eval.protocol=full", "eval.protocol must be one of"),
         ("noequals", "has no '='"),
@@ -81,3 +85,12 @@ def test_unknown_key_in_yaml_and_malformed_yaml(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_moved_keys_still_read_and_land_in_their_new_place():
+    from bgrl_werank.config import build_config
+
+    cfg = build_config({"model": {"predictor_hidden": 64}, "optim": {"momentum": 0.9}}, ["werank.include_predictor=true"])
+    assert cfg.method.bgrl.predictor_hidden == 64 and cfg.method.bgrl.momentum == 0.9 and cfg.werank.include_heads
+    with pytest.raises(ConfigError, match="old name of 'method.bgrl.predictor_hidden'"):
+        build_config({"model": {"predictor_hidden": 64}, "method": {"bgrl": {"predictor_hidden": 32}}})

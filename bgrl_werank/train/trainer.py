@@ -121,8 +121,15 @@ def build_method(cfg: Config, in_channels: int, backend: Backend) -> Method:
 
     The order of random draws is fixed (encoder, then the method's heads, then its target network),
     so a seed gives the same initial weights on every backend and device."""
-    encoder = backend.build_encoder(cfg.model, in_channels)
-    return backend.prepare(method_from_config(cfg, encoder))
+    try:
+        encoder = backend.build_encoder(cfg.model, in_channels)
+    except (ValueError, TypeError) as e:  # the encoders' one-line messages (sizes, options, keywords)
+        raise ConfigError(f"model: {e}") from None
+    try:
+        method = method_from_config(cfg, encoder)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"method.{cfg.method.name}: {e}") from None
+    return backend.prepare(method)
 
 
 def check_alpha(cfg: Config, method: Method) -> None:
