@@ -29,10 +29,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..losses import bgrl_loss, encoder_weights, werank_penalty
+from ..ema import ema_update
+from ..losses import bgrl_loss, encoder_weights, info_nce_loss, vicreg_loss, werank_penalty
 from .config import ToyConfig, optim_for
 from .data import gaussian_data, view_noise
-from .losses import info_nce_loss, vicreg_loss
 from .model import LinearNet, embedding_spectrum, singular_values
 
 # The noise stream's seed is the run seed shifted by this, so it never equals the init stream's.
@@ -66,10 +66,8 @@ def _use_bar(mode: str) -> bool:
     return mode == "bar" or (mode == "auto" and sys.stderr.isatty())
 
 
-@torch.no_grad()
 def _ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    for t, s in zip(teacher.parameters(), student.parameters()):
-        t.mul_(momentum).add_(s, alpha=1.0 - momentum)
+    ema_update(teacher.parameters(), student.parameters(), momentum)
 
 
 def train_run(cfg: ToyConfig, spec: RunSpec, progress: bool | None = None) -> dict:
@@ -126,7 +124,7 @@ def train_run(cfg: ToyConfig, spec: RunSpec, progress: bool | None = None) -> di
         z1, z2 = net(v1), net(v2)
         if spec.loss == "vicreg":
             v = cfg.vicreg
-            loss, _ = vicreg_loss(z1, z2, v.invariance, v.variance, v.covariance, v.eps)
+            loss = vicreg_loss(z1, z2, sim_coeff=v.invariance, std_coeff=v.variance, cov_coeff=v.covariance, eps=v.eps)
         elif spec.loss == "infonce":
             loss = info_nce_loss(z1, z2, cfg.infonce.temperature)
         else:
