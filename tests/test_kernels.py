@@ -103,10 +103,10 @@ def _run(code, **env):
 _FALLBACK = """
 import torch
 from bgrl_werank import kernels
-from bgrl_werank.models.encoder import GCNEncoder
+from bgrl_werank.encoders.fast_gcn import FastGCNEncoder
 from bgrl_werank.augment import ViewBuilder
 torch.manual_seed(0)
-enc = GCNEncoder(12, [8, 4])
+enc = FastGCNEncoder(12, [8, 4])
 x = torch.randn(30, 12)
 ei = torch.randint(0, 30, (2, 90))
 feats, adj = ViewBuilder(x, ei).view(0.2, 0.3, torch.Generator().manual_seed(1))

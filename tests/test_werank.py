@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from bgrl_werank import WERank, encoder_weights, gram, werank_penalty
-from bgrl_werank.models import GCNEncoder, MLPPredictor
+from bgrl_werank import WERank, encoder_weights, encoders, gram, werank_penalty
+from bgrl_werank.encoders.fast_gcn import FastGCNEncoder
+from bgrl_werank.methods import BGRL, MLPPredictor
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matrices: on a busy machine thread hand-offs cost far more than the work (600 Adam steps
+    on an 8 x 16 matrix: 25 s with 2 threads, < 1 s with one). conftest restores the count."""
+    torch.set_num_threads(1)
 
 
 def reference(weights, alphas):
@@ -97,13 +105,31 @@ def test_length_mismatch_and_non_2d():
         WERank(alpha=-1.0)
 
 
-def test_encoder_weights_in_layer_order():
-    enc = GCNEncoder(20, [16, 8])
+@pytest.mark.parametrize("make", [FastGCNEncoder, lambda i, s: encoders.build("gcn", i, s)], ids=["fast", "plain"])
+def test_encoder_weights_in_layer_order(make):
+    enc = make(20, [16, 8])
     ws = encoder_weights(enc)
     assert [tuple(w.shape) for w in ws] == [(16, 20), (8, 16)]
     assert ws[0] is enc.convs[0].lin.weight  # the parameters themselves, so gradients flow
     pred = MLPPredictor(8, 32)
     assert [tuple(w.shape) for w in encoder_weights(pred)] == [(32, 8), (8, 32)]
+
+
+@pytest.mark.parametrize("make", [FastGCNEncoder, lambda i, s: encoders.build("gcn", i, s)], ids=["fast", "plain"])
+def test_method_regularised_weights(make):
+    """What the trainer hands to werank_penalty: the online encoder's matrices in layer order, then the
+    predictor's with include_heads; never the target network's, never BatchNorm or PReLU parameters."""
+    m = BGRL(make(20, [16, 8]), MLPPredictor(8, 32))
+    names = [n for n, _ in m.named_regularised_weights()]
+    assert names == ["encoder.convs.0.lin.weight", "encoder.convs.1.lin.weight"]
+    with_heads = m.named_regularised_weights(include_heads=True)
+    assert [n for n, _ in with_heads] == names + ["predictor.net.0.weight", "predictor.net.2.weight"]
+    params = dict(m.named_parameters())
+    assert all(w is params[n] for n, w in with_heads)
+    assert m.regularised_weights() == encoder_weights(m.encoder)
+    assert [w for _, w in with_heads] == m.regularised_weights(include_heads=True)
+    target = {id(p) for p in m.target_encoder.parameters()}
+    assert not target & {id(w) for w in m.regularised_weights(True)}
 
 
 def test_optimising_penalty_reaches_orthonormal():
