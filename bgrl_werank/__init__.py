@@ -1,8 +1,13 @@
-"""bgrl-werank: BGRL self-supervised pretraining on graphs with the WERank weight regularizer.
+"""bgrl-werank: two-view self-supervised learning on graphs (BGRL, GRACE, G-BT, CCA-SSG, VICReg)
+with the WERank weight regularizer on top of any of them.
 
-The library functions most users need are importable from the top level::
+The pieces compose in a user's own loop::
 
-    from bgrl_werank import werank_penalty, encoder_weights, bgrl_loss
+    from bgrl_werank import methods, encoders, werank_penalty
+    enc = encoders.build("sage", in_channels, [512, 256])   # or any nn.Module with forward(x, edge_index)
+    method = methods.build("grace", enc, tau=0.4)
+    terms = method.loss(view1, view2)                       # PyG Data views; a dict of named terms
+    loss = terms["loss"] + werank_penalty(method.regularised_weights(), alpha=0.01)
 """
 
 import os as _os
@@ -18,7 +23,10 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 _warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
-from .losses import WERank, bgrl_loss, encoder_weights, gram, werank_penalty
+from . import encoders, losses, methods
+from .losses import (WERank, barlow_twins_loss, bgrl_loss, cca_ssg_loss, encoder_weights, grace_loss, gram,
+                     vicreg_loss, werank_penalty)
 
-__version__ = "0.1.0"
-__all__ = ["werank_penalty", "WERank", "encoder_weights", "gram", "bgrl_loss", "__version__"]
+__version__ = "0.2.0"
+__all__ = ["methods", "encoders", "losses", "werank_penalty", "WERank", "encoder_weights", "gram", "bgrl_loss",
+           "grace_loss", "barlow_twins_loss", "cca_ssg_loss", "vicreg_loss", "__version__"]
