@@ -1,10 +1,18 @@
-"""The epoch benchmark's bookkeeping: operator categories of ``--profile`` and the dense-product count."""
+"""The epoch benchmark's bookkeeping: operator categories of ``--profile``, the dense-product count,
+its workers on the fast and plain backends, the package API it reads in either tree (``--against``),
+and the tables of ``--against`` and ``--methods``."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from benchmarks.bench_epoch import (PROFILE_CATEGORIES, _replay_seconds, _replayable, profile_category, run_epochs,
-                                    run_kernels_ab, step_macs)
-from .conftest import TINY
+from benchmarks.bench_epoch import (PROFILE_CATEGORIES, _against_markdown, _config, _methods_markdown, _replay_seconds,
+                                    _replayable, against_rounds, include_heads, predictor_hidden, profile_category,
+                                    run_compare, run_epochs, run_kernels_ab, step_macs, trainer_backend, trainer_embeddings,
+                                    trainer_weights)
+from .conftest import ROOT, TINY
+
+SPARSE = [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02"]
 
 
 def test_profile_categories_name_the_operators_of_a_step():
@@ -23,7 +31,7 @@ def test_profiled_step_puts_time_in_every_category_it_runs():
     # lands in "other" and the README's breakdown would silently lie; this catches it.
     threads = torch.get_num_threads()
     spec = {"mode": "profile", "threads": threads, "warmup": 2, "epochs": 2, "profile": 2,
-            "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
+            "overrides": [*SPARSE,
                           "werank.enabled=true"]}
     row = run_epochs(spec)  # it sets the thread count; conftest puts it back
     assert row["mode"] == "profile" and row["feature_layout"] == "sparse CSR"
@@ -52,7 +60,7 @@ def test_parts_replay_records_every_product_and_kernel_call_of_a_step():
     # and weight gradient (6), per view; WERank's Gram blocks and gradients come on top.
     threads = torch.get_num_threads()
     spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True, "werank_ab": 2,
-            "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
+            "overrides": [*SPARSE,
                           "werank.enabled=true", "model.layer_sizes=[32, 16, 8]"]}
     row = run_epochs(spec)  # it sets the thread count; conftest puts it back
     from bgrl_werank import kernels
@@ -84,7 +92,7 @@ def test_kernels_ab_alternates_steps_and_restores_the_switch():
     threads = torch.get_num_threads()
     real = kernels.available
     spec = {"mode": "kernels-ab", "threads": threads, "warmup": 1, "pairs": 2,
-            "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02", "werank.enabled=true"]}
+            "overrides": [*SPARSE, "werank.enabled=true"]}
     row = run_kernels_ab(spec)  # it sets the thread count; conftest puts it back
     assert kernels.available is real and kernels.available()
     assert row["pairs"] >= 2 and row["s_step_with_kernels"] > 0 and row["s_step_without_kernels"] > 0
@@ -94,14 +102,13 @@ def test_kernels_ab_alternates_steps_and_restores_the_switch():
 @pytest.mark.parametrize("sparse", [True, False])
 def test_dense_multiply_adds_counted_by_hand(sparse):
     # Two views, no edges: layer sizes 8 → 6 → 4, predictor 5, n = 10 nodes, WERank on the encoder.
-    from types import SimpleNamespace
-
     n, f = 10, 8
     x = torch.eye(n, f).to_sparse_csr() if sparse else torch.ones(n, f)
     graph = SimpleNamespace(num_nodes=n, x=x, edge_index=torch.zeros(2, 0, dtype=torch.long))
     view = SimpleNamespace(edge_drop_p=0.0)
-    cfg = SimpleNamespace(model=SimpleNamespace(layer_sizes=[6, 4], predictor_hidden=5), augment=[view, view],
-                          werank=SimpleNamespace(enabled=True, include_predictor=False))
+    cfg = SimpleNamespace(method=SimpleNamespace(name="bgrl", bgrl=SimpleNamespace(predictor_hidden=5)),
+                          model=SimpleNamespace(layer_sizes=[6, 4]), augment=[view, view],
+                          werank=SimpleNamespace(enabled=True, include_heads=False))
     layer2 = n * 6 * 4  # per pass
     per_view = 4 * layer2 + (0 if sparse else 3 * n * f * 6)  # online fwd, target fwd, weight grad, input grad
     predictor = 3 * 2 * n * 4 * 5  # forward and backward of both linears, online only
@@ -114,7 +121,7 @@ def test_recorded_dense_products_are_the_counted_multiply_adds():
     # the multiply-adds recorded where the products ran equal step_macs' dense count exactly.
     threads = torch.get_num_threads()
     spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True,
-            "overrides": [*TINY, "data.csbm.num_features=400", "data.csbm.feature_density=0.02",
+            "overrides": [*SPARSE,
                           "werank.enabled=false", "model.layer_sizes=[32, 16]"]}
     row = run_epochs(spec)
     assert row["dense_products_calls"] == 2 * (4 * 1 + 6)
@@ -138,3 +145,93 @@ def test_replaying_an_in_place_operator_leaves_its_operands_alone():
     # an operator that writes nothing runs on its operands as recorded
     out = _replayable(torch.ops.aten.mul.Tensor, (y, y), {})()()
     assert torch.equal(out, torch.full((4,), 4.0))
+
+
+def test_config_keys_of_either_tree():
+    # --against runs this worker on the package of 4b06ec7 (before methods): model.predictor_hidden,
+    # werank.include_predictor, no method section; and on the current one (method.bgrl.*, include_heads)
+    old = SimpleNamespace(model=SimpleNamespace(predictor_hidden=64), werank=SimpleNamespace(include_predictor=True))
+    new = SimpleNamespace(method=SimpleNamespace(name="bgrl", bgrl=SimpleNamespace(predictor_hidden=32)),
+                          model=SimpleNamespace(), werank=SimpleNamespace(include_heads=False))
+    assert (predictor_hidden(old), include_heads(old)) == (64, True)
+    assert (predictor_hidden(new), include_heads(new)) == (32, False)
+    grace = SimpleNamespace(method=SimpleNamespace(name="grace"), model=SimpleNamespace())
+    assert predictor_hidden(grace) is None
+    cfg = _config({"config": "configs/cora.yaml", "root": str(ROOT), "overrides": ["werank.include_heads=true"]})
+    assert predictor_hidden(cfg) == 512 and include_heads(cfg)
+
+
+def test_worker_reads_the_method_through_either_api(tmp_path):
+    from bgrl_werank.train.trainer import Trainer, load_graph
+
+    cfg = _config({"overrides": [*TINY, "werank.include_heads=true"]})
+    graph = load_graph(cfg)
+    trainer = Trainer(cfg, graph, tmp_path, progress=False)
+    weights = trainer_weights(trainer)
+    assert [tuple(w.shape) for w in weights] == [(32, 24), (16, 32), (32, 16), (16, 32)]  # encoder, then predictor
+    assert trainer_backend(trainer) == "fast"
+    z = trainer_embeddings(trainer)
+    assert z.shape == (graph.num_nodes, 16) and z.dtype == torch.float32
+    # an older tree's trainer: a BGRL model without the Method API, no method/backend/full_graph; the
+    # helper then calls that tree's trainer.regularised_weights(model, include_predictor), gone here
+    legacy = SimpleNamespace(model=SimpleNamespace(), graph=graph,
+                             cfg=SimpleNamespace(werank=SimpleNamespace(include_predictor=False)))
+    assert trainer_backend(legacy) == "fast"
+    with pytest.raises(ImportError, match="regularised_weights"):
+        trainer_weights(legacy)
+
+
+def test_compare_plain_trains_on_the_backend_it_names():
+    # --compare-plain is the fast backend against the plain one (bgrl_werank.plain is gone)
+    threads = torch.get_num_threads()
+    rows = {path: run_compare({"mode": "compare-plain", "path": path, "threads": threads,
+                               "overrides": [*SPARSE, "train.epochs=3"]}) for path in ("fast", "plain")}
+    for path, row in rows.items():
+        assert row["backend"] == path and row["epochs"] == 3 and row["s_epoch_median"] > 0
+        assert 0 <= row["public_test_acc"] <= 100
+
+
+def test_epochs_of_another_method_without_the_bgrl_floor():
+    # --methods times each method's config; the floor counts BGRL's step only and is left out
+    threads = torch.get_num_threads()
+    spec = {"mode": "methods", "threads": threads, "warmup": 1, "epochs": 2, "floor": False,
+            "overrides": [*SPARSE, "method.name=grace", "model.norm=none", "model.activation=relu"]}
+    row = run_epochs(spec)
+    assert row["method"] == "grace" and row["backend"] == "plain" and row["predictor_hidden"] is None
+    assert row["encoder"] == "gcn 32-16, no norm, relu"
+    assert "floor_s_measured_rate" not in row and row["epochs_timed"] == 2 and row["s_epoch_median"] > 0
+    assert row["package"].endswith("bgrl_werank")
+
+
+def _against_row(dataset, tree, rnd, s, epochs=50):
+    return {"mode": "against", "dataset": dataset, "tree": tree, "round": rnd, "head_revision": "new", "ref_revision": "old",
+            "s_epoch_median": s, "epochs_timed": epochs, "threads": 2, "loadavg_1min": 2.0}
+
+
+def test_against_table_pairs_rounds_and_takes_the_median_ratio():
+    rows = [_against_row("cora", "this", 0, 1.0), _against_row("cora", "ref", 0, 2.0),
+            _against_row("cora", "ref", 1, 1.0), _against_row("cora", "this", 1, 1.1),
+            _against_row("cora", "this", 2, 3.0), _against_row("cora", "ref", 2, 2.0),
+            # a second run of the same pair starts its rounds at 0 again
+            _against_row("coauthor-cs", "this", 0, 4.0, 20), _against_row("coauthor-cs", "ref", 0, 4.0, 20),
+            _against_row("cora", "this", 0, 1.2), _against_row("cora", "ref", 0, 1.0)]
+    pairs = against_rounds(rows)
+    assert [(a["s_epoch_median"], b["s_epoch_median"]) for a, b in pairs["cora"]] == [(1.0, 2.0), (1.1, 1.0), (3.0, 2.0), (1.2, 1.0)]
+    table = "\n".join(_against_markdown(rows))
+    cora = next(line for line in table.splitlines() if line.startswith("| cora"))
+    assert "0.50, 1.10, 1.50, 1.20" in cora and "**1.150**" in cora  # median of the four per-round ratios
+    assert next(line for line in table.splitlines() if line.startswith("| coauthor-cs")).split(" | ")[2] == "20"
+
+
+def test_methods_table_of_the_newest_run():
+    def row(run, method, rnd, s, backend="fast"):
+        return {"mode": "methods", "run": run, "method": method, "round": rnd, "config": f"configs/{method}.yaml", "backend": backend,
+                "encoder": "gcn", "werank": True, "threads": 2, "epochs_timed": 50, "s_epoch_median": s, "loadavg_1min": 2.0}
+
+    rows = [row("a", "bgrl", 0, 9.0), row("b", "bgrl", 0, 1.0), row("b", "grace", 0, 0.5, "plain"),
+            row("b", "grace", 1, 1.0, "plain"), row("b", "bgrl", 1, 4.0)]
+    lines = _methods_markdown(rows)
+    bgrl = next(line for line in lines if line.startswith("| bgrl"))
+    grace = next(line for line in lines if line.startswith("| grace"))
+    assert "| 2 | 2.500 |" in bgrl  # run "a" is left out
+    assert "| plain |" in grace and "0.38×" in grace  # median of 0.5 / 1 and 1 / 4
