@@ -43,6 +43,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
+        if name != "cuda" and not name[5:].isdigit():
+            raise BackendError(f"device must be auto, cpu, cuda or cuda:N with N a device index, got {name!r}")
         if not torch.cuda.is_available():
             raise BackendError(f"device={name} but this machine has no CUDA device (torch {torch.__version__}); "
                                f"use --set device=cpu or device=auto")

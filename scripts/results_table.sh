@@ -26,4 +26,4 @@ done
 if [ ${#jobs_list[@]} -gt 0 ]; then
   printf '%s\n' "${jobs_list[@]}" | xargs -P "$JOBS" -I{} sh -c '{} > /dev/null'
 fi
-python3 -m bgrl_werank.results "$OUT" --update README.md --marker results
+[ "${UPDATE:-1}" = 1 ] && python3 -m bgrl_werank.results "$OUT" --update README.md --marker results

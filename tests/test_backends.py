@@ -348,10 +348,6 @@ def test_plain_backend_with_sparse_features_computes_the_dense_values(device):
     assert default.full_graph(graph).x.layout == torch.strided  # sage reads dense features
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: backends.resolve_device parses the index with a bare int() and "
-                   "no range check, so on a machine with CUDA 'cuda:x' / 'cuda:' raise int()'s ValueError and "
-                   "'cuda:-1' torch's RuntimeError instead of the one-line BackendError (configs cannot reach it: "
-                   "config validation only lets cuda:<digits> through)")
 @pytest.mark.parametrize("name", ["cuda:x", "cuda:", "cuda:-1"])
 def test_malformed_cuda_index_is_a_one_line_backend_error(monkeypatch, name):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
