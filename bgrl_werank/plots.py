@@ -26,20 +26,25 @@ import numpy as np  # noqa: E402
 from .labels import run_label  # noqa: E402
 from .train.diagnostics import read_spectra  # noqa: E402
 
-_TITLES = {"representation_cov": "representation covariance", "prediction_cov": "prediction covariance"}
+_TITLES = {"representation_cov": "representation covariance", "prediction_cov": "prediction covariance",
+           "projection_cov": "projection covariance"}
 
 
 def _panels(record: dict) -> list[str]:
+    """Weight matrices (the encoder's first, then each head's: ``predictor.0``, ``projector.1``, …),
+    then the covariance spectra (the representations' first)."""
     keys = [k for k in record if k != "epoch"]
-    return [k for k in keys if k.startswith("encoder.")] + [k for k in keys if k.startswith("predictor.")] + [
-        k for k in ("representation_cov", "prediction_cov") if k in keys
-    ]
+    matrices = [k for k in keys if not k.endswith("_cov")]
+    covs = [k for k in keys if k.endswith("_cov")]
+    return sorted(matrices, key=lambda k: k.split(".")[0] != "encoder") + sorted(covs, key=lambda k: k != "representation_cov")
 
 
 def _title(key: str) -> str:
     if key in _TITLES:
         return _TITLES[key]
-    part, idx = key.split(".")
+    if key.endswith("_cov"):
+        return key[:-4].replace("_", " ") + " covariance"
+    part, idx = key.rsplit(".", 1)
     return f"{part} W{int(idx) + 1}"
 
 
