@@ -568,7 +568,7 @@ def run_epochs(spec: dict) -> dict[str, object]:
     torch.set_num_threads(spec["threads"])
     cfg = _config(spec)
     floor = spec.get("floor", True) and method_name(cfg) == "bgrl"
-    rates_before = gemm_gflops() if floor else {}
+    rates_before = gemm_gflops(spec.get("gemm_n", 2048)) if floor else {}  # tests: a small product
     t = time.perf_counter()
     graph = load_graph(cfg)
     load_s = time.perf_counter() - t
@@ -611,7 +611,7 @@ def run_epochs(spec: dict) -> dict[str, object]:
         if floor:
             # The rate is measured before and after the timed epochs and the faster kept: this VM's
             # speed drifts, and one slow measurement would put the floor above what the step achieves.
-            rates_after = gemm_gflops()
+            rates_after = gemm_gflops(spec.get("gemm_n", 2048))
             rates = {k: max(v, rates_after.get(k, 0.0)) for k, v in rates_before.items()}
             gflops = max(rates.values())
             macs = step_macs(graph, cfg)
@@ -640,7 +640,7 @@ def run_epochs(spec: dict) -> dict[str, object]:
             if spec["probe"]:
                 out["mode"] = "probe"
         if spec.get("werank_ab") and cfg.werank.enabled:
-            pairs = _pairs_for(statistics.median(times), spec["werank_ab"])
+            pairs = _pairs_for(statistics.median(times), spec["werank_ab"], spec.get("werank_ab_seconds", 10.0))
             out.update(_werank_in_step(trainer, spec["warmup"] + spec["epochs"], pairs))
         if spec.get("parts"):
             out.update(_parts_alone(trainer, spec["warmup"] + spec["epochs"]))
@@ -691,8 +691,9 @@ def run_kernels_ab(spec: dict) -> dict[str, object]:
     """Worker for ``--kernels-ab``: steps with and without the compiled kernels, in one process.
 
     After the warm-up, :func:`_alternating_steps` with the kernels switched off by making
-    :func:`bgrl_werank.kernels.available` say no, so that every caller takes its PyTorch path; at
-    least ``spec['pairs']`` pairs and about 10 s of steps.
+    :func:`bgrl_werank.kernels.available` say no, so that every caller takes its PyTorch path (what
+    ``BGRL_WERANK_KERNELS=0`` does for a whole process); at least ``spec['pairs']`` pairs and about
+    ``spec['seconds']`` (default 10) s of steps.
     """
     from bgrl_werank import kernels
     from bgrl_werank.train.trainer import Trainer, load_graph
@@ -708,14 +709,15 @@ def run_kernels_ab(spec: dict) -> dict[str, object]:
         t = time.perf_counter()
         for epoch in range(spec["warmup"]):
             trainer.step(epoch)
-        pairs = _pairs_for((time.perf_counter() - t) / max(1, spec["warmup"]), spec["pairs"])
+        pairs = _pairs_for((time.perf_counter() - t) / max(1, spec["warmup"]), spec["pairs"], spec.get("seconds", 10.0))
 
         def switch(on: bool) -> None:
             kernels.available = real if on else (lambda: False)
 
         with_k, without = _alternating_steps(trainer, spec["warmup"], pairs, switch)
     return {"mode": spec["mode"], "dataset": cfg.data.name, "werank": cfg.werank.enabled, "threads": torch.get_num_threads(),
-            "pairs": pairs, "s_step_with_kernels": round(with_k, 6), "s_step_without_kernels": round(without, 6),
+            "backend": trainer_backend(trainer), "run": spec.get("run"), "round": spec.get("round", 0),
+            "seconds": spec.get("seconds", 10.0), "pairs": pairs, "s_step_with_kernels": round(with_k, 6), "s_step_without_kernels": round(without, 6),
             "speedup": round(without / with_k, 4), "loadavg_1min": round(os.getloadavg()[0], 2)}
 
 
@@ -757,7 +759,7 @@ def run_against_steps(spec: dict) -> dict[str, object]:
         for label, (package, root) in packages.items():
             config = importlib.import_module(f"{package.__name__}.config")
             trainer_module = importlib.import_module(f"{package.__name__}.train.trainer")
-            raw = yaml.safe_load(open(root / spec["config"]))
+            raw = yaml.safe_load(open(root / spec["config"])) if spec.get("config") else {}
             cfg = config.build_config(raw, ["diagnostics.every=0", "train.progress=none", *spec.get("overrides", [])])
             run_dir = Path(tmp) / label
             run_dir.mkdir()
@@ -784,6 +786,44 @@ def run_against_steps(spec: dict) -> dict[str, object]:
             "backend": trainer_backend(trainers["this"]),
             "packages": [str(Path(p.__file__).resolve().parent) for p, _ in packages.values()],
             "loadavg_1min": round(os.getloadavg()[0], 2)}
+
+
+def run_methods_steps(spec: dict) -> dict[str, object]:
+    """Worker for ``--methods --in-process``: one trainer per method config in this process, steps in turn.
+
+    After ``spec['warmup']`` steps of each, cycles of one step of every method, the order rotating
+    (and reversed every other cycle) from cycle to cycle, at least ``spec['cycles']`` cycles and
+    about ``spec['seconds']`` s of steps: a burst of load on the machine falls on every method alike.
+    """
+    from bgrl_werank.train.trainer import Trainer, load_graph
+
+    torch.set_num_threads(spec["threads"])
+    names = list(spec["configs"])
+    trainers, cfgs = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            cfg = _config({"config": spec["configs"][name], "overrides": spec.get("overrides", [])})
+            run_dir = Path(tmp) / name
+            run_dir.mkdir()
+            trainers[name], cfgs[name] = Trainer(cfg, load_graph(cfg), run_dir, progress=False), cfg
+        t = time.perf_counter()
+        for epoch in range(spec["warmup"]):
+            for name in names:
+                trainers[name].step(epoch)
+        cycle_s = (time.perf_counter() - t) / max(1, spec["warmup"])
+        cycles = max(spec["cycles"], min(200, int(spec.get("seconds", 10.0) / cycle_s)))
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for c in range(cycles):
+            order = names[c % len(names):] + names[:c % len(names)]
+            for name in (order if c % 2 == 0 else order[::-1]):
+                t = time.perf_counter()
+                trainers[name].step(spec["warmup"] + c)
+                times[name].append(time.perf_counter() - t)
+        rows = [{"method": cfgs[name].method.name, "config": spec["configs"][name], "backend": trainer_backend(trainers[name]),
+                 "encoder": encoder_summary(cfgs[name]), "werank": cfgs[name].werank.enabled, "threads": torch.get_num_threads(),
+                 "steps": cycles, "seconds": spec.get("seconds", 10.0), "s_step_median": round(statistics.median(times[name]), 5),
+                 "s_step_min": round(min(times[name]), 5), "loadavg_1min": round(os.getloadavg()[0], 2)} for name in names]
+    return {"mode": "methods-steps", "methods": rows}
 
 
 def _spawn(spec: dict, tree: Path | None = None) -> dict:
@@ -868,7 +908,7 @@ def run_against(args, out: Path, machine: dict) -> int:
 METHOD_CONFIGS = {"bgrl": "configs/cora.yaml", "grace": "configs/cora-grace.yaml", "gbt": "configs/cora-gbt.yaml",
                   "cca_ssg": "configs/cora-cca_ssg.yaml", "vicreg": "configs/cora-vicreg.yaml"}
 METHODS_KEYS = ("method", "backend", "encoder", "werank", "layers", "threads", "epochs_timed", "s_epoch_median", "s_epoch_min",
-                "s_epoch_max", "peak_rss_mb", "package", "loadavg_1min", "error")
+                "s_epoch_max", "cpu_s_epoch_median", "peak_rss_mb", "package", "loadavg_1min", "error")
 
 
 def run_methods(args, out: Path, machine: dict) -> int:
@@ -878,6 +918,15 @@ def run_methods(args, out: Path, machine: dict) -> int:
     names = list(args.methods)
     run = time.strftime("%Y-%m-%dT%H:%M:%S")
     failed = 0
+    if args.in_process:
+        for r in range(args.rounds):
+            spec = {"mode": "methods-steps", "configs": {n: METHOD_CONFIGS[n] for n in names}, "threads": args.threads,
+                    "warmup": args.warmup, "cycles": 10, "seconds": args.ab_seconds, "round": r}
+            res = _spawn(spec)
+            for row in res.get("methods", [res]):
+                failed += "error" in row
+                _emit(out, {"mode": "methods-steps", "run": run, "dataset": "cora", "round": r, **row, **machine})
+        return 1 if failed else 0
     for r in range(args.rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
@@ -906,9 +955,11 @@ def specs(args) -> list[dict]:
             out.append({"mode": "scaling", "overrides": overrides, "threads": args.threads,
                         "warmup": 1 if big else args.warmup, "epochs": 3 if big else min(args.epochs, 20 if n >= 100_000 else args.epochs)})
     elif args.kernels_ab:
-        for name in args.datasets:
-            out.append({"mode": "kernels-ab", "config": f"configs/{name}.yaml", "threads": args.threads,
-                        "warmup": args.warmup, "pairs": 10, "overrides": ["werank.enabled=true"]})
+        run = time.strftime("%Y-%m-%dT%H:%M:%S")
+        for r in range(args.rounds or 1):
+            for name in args.datasets:
+                out.append({"mode": "kernels-ab", "config": f"configs/{name}.yaml", "threads": args.threads, "run": run, "round": r,
+                            "warmup": args.warmup, "pairs": 10, "seconds": args.ab_seconds, "overrides": ["werank.enabled=true"]})
     elif args.profile:
         for name in args.datasets:
             out.append({"mode": "profile", "config": f"configs/{name}.yaml", "threads": args.threads,
@@ -994,12 +1045,62 @@ def _against_markdown(against: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def _against_steps_markdown(rows: list[dict]) -> list[str]:
+    """The ``--against REV --in-process`` table of the newest pair of revisions."""
+    if not rows:
+        return []
+    pair = (rows[-1]["head_revision"], rows[-1]["ref_revision"])
+    rows = [r for r in rows if (r["head_revision"], r["ref_revision"]) == pair]
+    this, ref = pair
+    lines = [f"This code ({this}) and {ref} in one process (`--against {ref} --in-process`): per dataset and round, one process "
+             f"imports both packages ({ref}'s under another name), builds each tree's run from its own config file "
+             f"(BGRL, WERank on, {rows[0]['threads']} threads) and, after 5 warm-up steps of each, alternates steps "
+             f"between the two (order this, {ref}, {ref}, this, …; at least 10 pairs and about 20 s of steps). "
+             f"Both then see the same machine at the same moment, which between processes they do not. The ratio is "
+             f"the median step of this code over the median step of {ref} (above 1 = this code is slower).", "",
+             f"| dataset | rounds | pairs of steps per round | {ref}: s / step (median of rounds) | this code | "
+             f"this / {ref}, per round | median ratio | load average |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["dataset"] for r in rows):
+        rs = [r for r in rows if r["dataset"] == name]
+        ratios = [r["ratio"] for r in rs]
+        pairs = sorted({r["pairs"] for r in rs})
+        lines.append(f"| {name} | {len(rs)} | {pairs[0]}{'' if len(pairs) == 1 else '–' + str(pairs[-1])} | "
+                     f"{statistics.median(r['s_step_ref'] for r in rs):.3f} | {statistics.median(r['s_step_this'] for r in rs):.3f} | "
+                     f"{', '.join(f'{q:.2f}' for q in ratios)} | **{statistics.median(ratios):.3f}** | "
+                     f"{_span([r['loadavg_1min'] for r in rs])} |")
+    return lines + [""]
+
+
 def methods_rounds(rows: list[dict]) -> dict[str, list[dict]]:
     """``--methods`` rows by method, each the list of its rounds' rows."""
     out: dict[str, list[dict]] = {}
     for r in rows:
         out.setdefault(r["method"], []).append(r)
     return out
+
+
+def _methods_steps_markdown(rows: list[dict]) -> list[str]:
+    """Seconds per step of each method's Cora config, from the newest ``--methods --in-process`` run."""
+    if not rows:
+        return []
+    rows = [r for r in rows if r.get("run") == rows[-1].get("run")]
+    by_method = methods_rounds(rows)
+    bgrl = {r["round"]: r["s_step_median"] for r in by_method.get("bgrl", [])}
+    lines = [f"The same configs in one process (`--methods --in-process`): per round, one process builds every "
+             f"method's run and, after 5 warm-up steps of each, steps them in turn (one step of each per cycle, the "
+             f"order rotating and reversed every other cycle; at least 10 cycles and about {rows[-1].get('seconds', 10):g} s), "
+             f"{rows[0]['threads']} threads. \"vs BGRL\" is the median over rounds of the method's median step over "
+             f"BGRL's in the same process.", "",
+             "| method | config | backend | encoder | WERank | rounds × cycles | s / step (median of rounds) | per round | vs BGRL | load average |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, rs in by_method.items():
+        times = [r["s_step_median"] for r in rs]
+        ratios = [r["s_step_median"] / bgrl[r["round"]] for r in rs if r["round"] in bgrl]
+        lines.append(f"| {name} | `{rs[0]['config']}` | {rs[0]['backend']} | {rs[0]['encoder']} | {'on' if rs[0]['werank'] else 'off'} | "
+                     f"{len(rs)} × {min(r['steps'] for r in rs)} | {statistics.median(times):.3f} | {', '.join(f'{q:.3f}' for q in times)} | "
+                     f"{statistics.median(ratios):.2f}× | {_span([r['loadavg_1min'] for r in rs])} |")
+    return lines + [""]
 
 
 def _methods_markdown(rows: list[dict]) -> list[str]:
@@ -1023,6 +1124,34 @@ def _methods_markdown(rows: list[dict]) -> list[str]:
         lines.append(f"| {name} | `{rs[0]['config']}` | {rs[0]['backend']} | {rs[0].get('encoder', '—')} | "
                      f"{'on' if rs[0]['werank'] else 'off'} | {len(rs)} | {statistics.median(times):.3f} | "
                      f"{min(times):.3f}–{max(times):.3f} | {statistics.median(ratios):.2f}× | "
+                     f"{_span([r['loadavg_1min'] for r in rs])} |")
+    return lines + [""]
+
+
+def _kernels_markdown(rows: list[dict]) -> list[str]:
+    """The ``--kernels-ab`` table: per dataset, the newest run's rounds (older rows have no run: the newest row)."""
+    if not rows:
+        return []
+    newest = rows[-1].get("run")
+    rows = [r for r in rows if r.get("run") == newest] if newest is not None else list({r["dataset"]: r for r in rows}.values())
+    seconds = rows[-1].get("seconds", 10)
+    lines = [
+        "What the compiled kernels (`bgrl_werank/kernels/`: the encoder's BatchNorm+PReLU, the predictor's PReLU backward, "
+        "the views' feature masking) save, measured in one process (`--kernels-ab`): after 5 warm-up steps, steps alternate "
+        "with and without them (order with, without, without, with, …; without = what `BGRL_WERANK_KERNELS=0` runs), "
+        f"at least 10 pairs and about {seconds:g} s of steps per process; BGRL on the fast backend, WERank on, "
+        f"{rows[-1]['threads']} threads. Between processes this VM drifts by more than the kernels save. With several "
+        "rounds (one process each), the columns are medians over rounds.", "",
+        "| dataset | rounds | pairs of steps per round | s / step with the kernels | without | step time without / with, per round | median | load average |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["dataset"] for r in rows):
+        rs = [r for r in rows if r["dataset"] == name]
+        speedups = [r["speedup"] for r in rs]
+        lines.append(f"| {name} | {len(rs)} | {min(r['pairs'] for r in rs)}{'' if len({r['pairs'] for r in rs}) == 1 else '–' + str(max(r['pairs'] for r in rs))} | "
+                     f"{statistics.median(r['s_step_with_kernels'] for r in rs):.3f} | "
+                     f"{statistics.median(r['s_step_without_kernels'] for r in rs):.3f} | {', '.join(f'{q:.3f}' for q in speedups)} | "
+                     f"**{statistics.median(speedups):.3f}** ({100 * (statistics.median(speedups) - 1):+.1f} %) | "
                      f"{_span([r['loadavg_1min'] for r in rs])} |")
     return lines + [""]
 
@@ -1114,22 +1243,7 @@ def markdown() -> str:
                 overhead.append(f"{name} {100 * (on['s_epoch_median'] / off['s_epoch_median'] - 1):+.1f}%")
         if overhead:
             lines += [f"Epoch with WERank on vs off (ratio of medians − 1; each one's min–max range is in the first table): {', '.join(overhead)}.", ""]
-    ab = {r["dataset"]: r for r in _rows(RESULTS / "kernels-ab.jsonl")}
-    if ab:
-        lines += [
-            "What the compiled kernels (`bgrl_werank/kernels/`: the encoder's BatchNorm+PReLU, the predictor's PReLU backward, "
-            "the views' feature masking) save, measured in one process (`--kernels-ab`): after 5 warm-up steps, steps alternate "
-            "with and without them (order with, without, without, with, …), at least 10 pairs and about 10 s of steps; "
-            "WERank on, 2 threads. Between processes this VM drifts by more than the kernels save.", "",
-            "| dataset | pairs of steps | s / step with the kernels (median) | without | speed-up | load average |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name in DATASETS:
-            r = ab.get(name)
-            if r:
-                lines.append(f"| {name} | {r['pairs']} | {r['s_step_with_kernels']:.3f} | {r['s_step_without_kernels']:.3f} | "
-                             f"{r['speedup']:.2f}× | {r['loadavg_1min']:.1f} |")
-        lines.append("")
+    lines += _kernels_markdown(_rows(RESULTS / "kernels-ab.jsonl"))
     profiles = {r["dataset"]: r for r in _rows(RESULTS / "profile.jsonl")}
     if profiles:
         cats = list(PROFILE_CATEGORIES)
@@ -1194,7 +1308,9 @@ def markdown() -> str:
                          f"{heap} | {r['epochs_timed']} | {t_rel:.2f} | {m_rel:.2f} |")
         lines.append("")
     lines += _against_markdown(_rows(RESULTS / "against.jsonl"))
+    lines += _against_steps_markdown(_rows(RESULTS / "against-steps.jsonl"))
     lines += _methods_markdown(_rows(RESULTS / "methods.jsonl"))
+    lines += _methods_steps_markdown(_rows(RESULTS / "methods-steps.jsonl"))
     compare = _rows(RESULTS / "compare-plain.jsonl")
     if compare:
         # rows with a "backend" are of the plain backend (7035b16 on); older ones of bgrl_werank.plain
@@ -1238,10 +1354,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kernels-ab", action="store_true", help="steps with and without the compiled kernels, alternating in one process (WERank on)")
     p.add_argument("--against", metavar="REV", help="time this tree against git revision REV, interleaved (WERank on)")
     p.add_argument("--in-process", action="store_true",
-                   help="with --against: both trees' trainers in one process per dataset and round, steps alternating")
+                   help="with --against: both trees' trainers in one process per dataset and round, steps alternating; "
+                        "with --methods: every method's trainer in one process per round, steps in turn")
     p.add_argument("--methods", nargs="*", choices=list(METHOD_CONFIGS), metavar="METHOD",
                    help=f"seconds per epoch of each method's Cora config, interleaved (default: all of {', '.join(METHOD_CONFIGS)})")
-    p.add_argument("--rounds", type=int, default=3, help="processes per tree (--against) or per method (--methods) (default 3)")
+    p.add_argument("--rounds", type=int, help="processes per tree (--against), per method (--methods) (default 3), "
+                                              "per dataset (--kernels-ab, default 1)")
+    p.add_argument("--ab-seconds", type=float, default=10.0,
+                   help="--kernels-ab, --methods --in-process: about this many seconds of steps per process (default 10)")
     p.add_argument("--out", help="JSONL file to append to (default benchmarks/results/<mode>.jsonl)")
     p.add_argument("--markdown", action="store_true", help="print the README tables from benchmarks/results/")
     p.add_argument("--update", metavar="README", help="with --markdown: paste the tables into README between perf markers")
@@ -1250,7 +1370,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         spec = json.loads(args.worker)
-        worker = {"compare-plain": run_compare, "kernels-ab": run_kernels_ab, "against-steps": run_against_steps}.get(spec["mode"], run_epochs)
+        worker = {"compare-plain": run_compare, "kernels-ab": run_kernels_ab, "against-steps": run_against_steps,
+                  "methods-steps": run_methods_steps}.get(spec["mode"], run_epochs)
         result = worker(spec)
         print(json.dumps(result), flush=True)
         return 0
@@ -1266,10 +1387,12 @@ def main(argv: list[str] | None = None) -> int:
 
     mode = ("scaling" if args.scaling else "compare-plain" if args.compare_plain else "probe" if args.probe else "profile" if args.profile
             else "kernels-ab" if args.kernels_ab else ("against-steps" if args.in_process else "against") if args.against
-            else "methods" if args.methods is not None else "epoch")
+            else ("methods-steps" if args.in_process else "methods") if args.methods is not None else "epoch")
     out = Path(args.out) if args.out else RESULTS / f"{mode}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__}
+    if args.rounds is None and (args.against or args.methods is not None):
+        args.rounds = 3
     if args.methods is not None:
         args.methods = args.methods or list(METHOD_CONFIGS)
         return run_methods(args, out, machine)

@@ -30,7 +30,7 @@ def test_profiled_step_puts_time_in_every_category_it_runs():
     # A real (tiny) profiled run: if PyTorch renames an operator or a scope loses its name, its time
     # lands in "other" and the README's breakdown would silently lie; this catches it.
     threads = torch.get_num_threads()
-    spec = {"mode": "profile", "threads": threads, "warmup": 2, "epochs": 2, "profile": 2,
+    spec = {"mode": "profile", "threads": threads, "warmup": 2, "epochs": 2, "profile": 2, "gemm_n": 256,
             "overrides": [*SPARSE,
                           "werank.enabled=true"]}
     row = run_epochs(spec)  # it sets the thread count; conftest puts it back
@@ -59,7 +59,7 @@ def test_parts_replay_records_every_product_and_kernel_call_of_a_step():
     # target forward, input and weight gradient (4), and the predictor's two layers forward, input
     # and weight gradient (6), per view; WERank's Gram blocks and gradients come on top.
     threads = torch.get_num_threads()
-    spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True, "werank_ab": 2,
+    spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True, "werank_ab": 2, "werank_ab_seconds": 0, "gemm_n": 256,
             "overrides": [*SPARSE,
                           "werank.enabled=true", "model.layer_sizes=[32, 16, 8]"]}
     row = run_epochs(spec)  # it sets the thread count; conftest puts it back
@@ -91,7 +91,7 @@ def test_kernels_ab_alternates_steps_and_restores_the_switch():
     need_kernel()
     threads = torch.get_num_threads()
     real = kernels.available
-    spec = {"mode": "kernels-ab", "threads": threads, "warmup": 1, "pairs": 2,
+    spec = {"mode": "kernels-ab", "threads": threads, "warmup": 1, "pairs": 2, "seconds": 0,
             "overrides": [*SPARSE, "werank.enabled=true"]}
     row = run_kernels_ab(spec)  # it sets the thread count; conftest puts it back
     assert kernels.available is real and kernels.available()
@@ -120,7 +120,7 @@ def test_recorded_dense_products_are_the_counted_multiply_adds():
     # Without WERank every dense product of a step is one the floor's count names, and no other:
     # the multiply-adds recorded where the products ran equal step_macs' dense count exactly.
     threads = torch.get_num_threads()
-    spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True,
+    spec = {"mode": "epoch", "threads": threads, "warmup": 1, "epochs": 1, "parts": True, "gemm_n": 256,
             "overrides": [*SPARSE,
                           "werank.enabled=false", "model.layer_sizes=[32, 16]"]}
     row = run_epochs(spec)
@@ -235,3 +235,58 @@ def test_methods_table_of_the_newest_run():
     grace = next(line for line in lines if line.startswith("| grace"))
     assert "| 2 | 2.500 |" in bgrl  # run "a" is left out
     assert "| plain |" in grace and "0.38×" in grace  # median of 0.5 / 1 and 1 / 4
+
+
+def test_in_process_and_kernels_tables_take_the_median_over_rounds():
+    from benchmarks.bench_epoch import _against_steps_markdown, _kernels_markdown
+
+    steps = [{"mode": "against-steps", "dataset": "cora", "round": r, "head_revision": "new", "ref_revision": "old", "threads": 2,
+              "pairs": 10, "s_step_this": t, "s_step_ref": 1.0, "ratio": t, "loadavg_1min": 2.0} for r, t in enumerate((0.9, 1.2, 1.0))]
+    row = next(line for line in _against_steps_markdown(steps) if line.startswith("| cora"))
+    assert "0.90, 1.20, 1.00" in row and "**1.000**" in row
+    ab = [{"dataset": "cora", "run": run, "round": r, "threads": 2, "pairs": 12, "seconds": 30, "s_step_with_kernels": 1.0,
+           "s_step_without_kernels": q, "speedup": q, "loadavg_1min": 2.0}
+          for run, r, q in (("a", 0, 2.0), ("b", 0, 1.04), ("b", 1, 1.10), ("b", 2, 1.06))]
+    table = _kernels_markdown(ab)
+    row = next(line for line in table if line.startswith("| cora"))
+    assert "| 3 | 12 |" in row and "**1.060** (+6.0 %)" in row  # run "a" is older
+    assert "about 30 s of steps" in table[0]
+
+
+def test_in_process_against_runs_two_packages_side_by_side():
+    # --against REV --in-process imports the other tree's package under another name; here this tree's
+    # own, which must then train as a second, independent package (its own modules and autograd functions)
+    import sys
+
+    from benchmarks.bench_epoch import run_against_steps
+
+    threads = torch.get_num_threads()
+    row = run_against_steps({"mode": "against-steps", "threads": threads, "warmup": 1, "pairs": 2, "seconds": 0,
+                             "ref_root": str(ROOT), "overrides": [*SPARSE, "werank.enabled=true"]})
+    assert row["pairs"] == 2 and row["s_step_this"] > 0 and row["s_step_ref"] > 0
+    assert row["ratio"] == pytest.approx(row["s_step_this"] / row["s_step_ref"], rel=1e-3)
+    ref = sys.modules["bgrl_werank_ref.train.trainer"]
+    assert ref.Trainer is not sys.modules["bgrl_werank.train.trainer"].Trainer
+
+
+def test_methods_in_one_process_step_in_turn():
+    from benchmarks.bench_epoch import _methods_steps_markdown, run_methods_steps
+
+    threads = torch.get_num_threads()
+    res = run_methods_steps({"mode": "methods-steps", "threads": threads, "warmup": 1, "cycles": 2, "seconds": 0,
+                             "configs": {"bgrl": "configs/cora.yaml", "grace": "configs/cora-grace.yaml"}, "overrides": SPARSE})
+    rows = {r["method"]: r for r in res["methods"]}
+    assert rows["bgrl"]["backend"] == "fast" and rows["grace"]["backend"] == "plain"
+    assert all(r["steps"] == 2 and r["s_step_median"] > 0 for r in rows.values())
+    table = _methods_steps_markdown([{**r, "run": "x", "round": 0} for r in res["methods"]])
+    assert next(line for line in table if line.startswith("| bgrl")).split(" | ")[-2] == "1.00×"
+
+
+def test_probe_of_the_benchmark_embeddings():
+    # --probe: the torch probe and scikit-learn's on the trained method's embeddings of the full graph
+    pytest.importorskip("sklearn")
+    threads = torch.get_num_threads()
+    row = run_epochs({"mode": "probe", "threads": threads, "warmup": 1, "epochs": 1, "probe": [1e-4], "floor": False,
+                    "overrides": SPARSE})
+    assert row["mode"] == "probe" and row["probe_splits"] == 20
+    assert 0 < row["probe_torch_acc"] <= 100 and 0 < row["probe_sklearn_tol0.0001_acc"] <= 100
