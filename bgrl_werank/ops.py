@@ -142,7 +142,7 @@ def _tracked(*tensors: Tensor | None) -> bool:
 def transposed(weight: Tensor) -> Tensor:
     """``weight.T`` as a row-contiguous tensor (no autograd): free for a feature-major weight.
 
-    The encoder stores its first weight feature-major (:func:`bgrl_werank.models.encoder.store_feature_major`),
+    The encoder stores its first weight feature-major (:func:`bgrl_werank.encoders.fast_gcn.store_feature_major`),
     so the sparse first layer reads its transpose in place; any other weight is copied.
     """
     return weight.detach().t().contiguous()  # a view, not a copy, when it is contiguous already
@@ -373,7 +373,8 @@ def matmul_nt(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     Not differentiable through oneDNN (its op has no autograd formula): under autograd with inputs
     that require grad it falls back to MKL; :func:`linear` is the differentiable form.
     """
-    if not _tracked(x, w, b) and onednn_matmul_enabled() and x.dtype == torch.float32 and w.dtype == torch.float32:
+    if (not _tracked(x, w, b) and x.device.type == "cpu" and onednn_matmul_enabled()
+            and x.dtype == torch.float32 and w.dtype == torch.float32):
         return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
     return torch.addmm(b, x, w.t()) if b is not None else x @ w.t()
 
@@ -404,7 +405,7 @@ class _Linear(torch.autograd.Function):
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear(x, weight, bias)`` for a 2-D ``x``, with the products of :func:`matmul_nt`."""
-    if x.dim() != 2 or not onednn_matmul_enabled():
+    if x.dim() != 2 or x.device.type != "cpu" or not onednn_matmul_enabled():
         return torch.nn.functional.linear(x, weight, bias)
     if not _tracked(x, weight, bias):  # e.g. the target network's passes, under no_grad
         return matmul_nt(x, weight, bias)

@@ -355,3 +355,12 @@ def test_malformed_cuda_index_is_a_one_line_backend_error(monkeypatch, name):
     with pytest.raises(BackendError) as err:
         resolve_device(name)
     _one_line(err)
+
+
+def test_cpu_only_products_are_never_handed_other_devices():
+    """oneDNN's products (WERank's Gram matrices, FastLinear) take CPU tensors only; tensors on any other
+    device — 'meta' stands in for CUDA here — go through plain matmul (a CUDA run would crash otherwise)."""
+    from bgrl_werank.ops import linear, matmul_nt
+
+    x, w = torch.empty(3, 4, device="meta"), torch.empty(5, 4, device="meta")
+    assert matmul_nt(x, w).shape == (3, 5) and linear(x, w).shape == (3, 5)

@@ -9,7 +9,7 @@ from bgrl_werank import encoders
 from bgrl_werank.augment import normalized_adjacency
 from bgrl_werank.encoders import GNNEncoder, named_weight_matrices
 from bgrl_werank.losses import encoder_weights
-from bgrl_werank.models.encoder import GCNEncoder
+from bgrl_werank.encoders.fast_gcn import FastGCNEncoder as GCNEncoder
 
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -85,7 +85,7 @@ class GNNEncoder(nn.Module):
 
     Submodules are three ``ModuleList``s, ``convs``, ``norms`` and ``acts``, with one entry per layer
     (``nn.Identity`` where a layer has no norm or activation), so for ``gcn`` with batch norm and PReLU the state
-    dict keys are those of :class:`bgrl_werank.models.encoder.GCNEncoder`.
+    dict keys are those of :class:`bgrl_werank.encoders.fast_gcn.FastGCNEncoder`.
 
     Shapes:
         - x: (N, in_channels) float

@@ -230,7 +230,7 @@ def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
     """Give every per-parameter optimizer state tensor its parameter's memory layout (strides).
 
     PyTorch's fused CPU AdamW walks parameter, gradient and moments as flat memory: with a
-    feature-major first weight (:func:`bgrl_werank.models.encoder.store_feature_major`) and moments
+    feature-major first weight (:func:`bgrl_werank.encoders.fast_gcn.store_feature_major`) and moments
     in row-major order, as in checkpoints written before that layout, it silently pairs the wrong
     elements (measured: updates off by up to 0.02 on a 300 × 40 weight). ``load_state_dict`` keeps
     the saved strides, so they are matched here after every load.
