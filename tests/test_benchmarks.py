@@ -264,7 +264,9 @@ def test_in_process_against_runs_two_packages_side_by_side():
     row = run_against_steps({"mode": "against-steps", "threads": threads, "warmup": 1, "pairs": 2, "seconds": 0,
                              "ref_root": str(ROOT), "overrides": [*SPARSE, "werank.enabled=true"]})
     assert row["pairs"] == 2 and row["s_step_this"] > 0 and row["s_step_ref"] > 0
-    assert row["ratio"] == pytest.approx(row["s_step_this"] / row["s_step_ref"], rel=1e-3)
+    # the step times are stored rounded to 0.1 ms, the ratio from the unrounded medians: at this tiny
+    # graph's ~10 ms steps the two differ by up to ~1 %
+    assert row["ratio"] == pytest.approx(row["s_step_this"] / row["s_step_ref"], rel=3e-2)
     ref = sys.modules["bgrl_werank_ref.train.trainer"]
     assert ref.Trainer is not sys.modules["bgrl_werank.train.trainer"].Trainer
 
