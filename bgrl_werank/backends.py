@@ -80,11 +80,6 @@ def resolve_backend(cfg: Any, device: torch.device | None = None) -> "Backend":
     raise BackendError(f"backend must be auto, fast or plain, got {cfg.backend!r}")
 
 
-def build_encoder(model: Any, in_channels: int, backend: "Backend") -> nn.Module:
-    """The encoder a ``cfg.model`` section describes, in ``backend``'s implementation, on its device."""
-    return backend.build_encoder(model, in_channels)
-
-
 class Backend:
     """How a run's encoder is implemented and what its views look like."""
 

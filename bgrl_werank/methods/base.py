@@ -7,13 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-
-def named_weight_matrices(module: nn.Module) -> list[tuple[str, Tensor]]:
-    """Every 2-D weight matrix of ``module`` (``nn.Linear`` and PyG ``Linear`` weights), in registration
-    order, with its parameter name; see :func:`bgrl_werank.encoders.named_weight_matrices`."""
-    from ..encoders import named_weight_matrices as named
-
-    return named(module)
+from ..encoders import named_weight_matrices
 
 
 class Method(nn.Module):
@@ -54,6 +48,10 @@ class Method(nn.Module):
     def loss(self, view1: Any, view2: Any) -> dict[str, Tensor]:
         """The loss of one step on two views, as named terms; ``"loss"`` is what is minimised."""
         raise NotImplementedError
+
+    def encode(self, view1: Any, view2: Any) -> tuple[Tensor, Tensor]:
+        """The online encoder's outputs on both views (what most losses start from)."""
+        return self.encoder(view1.x, view1.edge_index), self.encoder(view2.x, view2.edge_index)
 
     def backward(self, view1: Any, view2: Any) -> dict[str, Tensor]:
         """Back-propagate this step's loss; returns the terms, detached. The default is

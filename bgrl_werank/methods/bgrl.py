@@ -80,26 +80,28 @@ class BGRL(Method):
         with torch.no_grad():
             return self.target_encoder(view1.x, view1.edge_index), self.target_encoder(view2.x, view2.edge_index)
 
+    def _term(self, view: Any, target: Tensor) -> Tensor:
+        """1 − cos(predictor(online(view)), sg(target)), averaged over nodes."""
+        return bgrl_loss_term(self.predictor(self.encoder(view.x, view.edge_index)), target)
+
     def loss(self, view1: Any, view2: Any) -> dict[str, Tensor]:
         y1, y2 = self._targets(view1, view2)
-        t1 = bgrl_loss_term(self.predictor(self.encoder(view1.x, view1.edge_index)), y2)
-        t2 = bgrl_loss_term(self.predictor(self.encoder(view2.x, view2.edge_index)), y1)
+        t1, t2 = self._term(view1, y2), self._term(view2, y1)
         return {"loss": t1 + t2, "view1": t1, "view2": t2}
 
     def backward(self, view1: Any, view2: Any) -> dict[str, Tensor]:
         """Same gradients as ``loss(...)["loss"].backward()``, with half the peak memory: each view's
         term is back-propagated as soon as it is formed, so its online activations are freed before
-        the next view's are made."""
+        the next view's are made. A non-finite term is returned without being back-propagated."""
         y1, y2 = self._targets(view1, view2)
         terms = {}
         for key, view, y in (("view1", view1, y2), ("view2", view2, y1)):
-            term = bgrl_loss_term(self.predictor(self.encoder(view.x, view.edge_index)), y)
+            term = self._term(view, y)
             if not torch.isfinite(term):
-                return {key: term.detach(), "loss": term.detach()}
+                return {"loss": term.detach(), key: term.detach()}
             term.backward()
             terms[key] = term.detach()
-        terms["loss"] = terms["view1"] + terms["view2"]
-        return {"loss": terms["loss"], "view1": terms["view1"], "view2": terms["view2"]}
+        return {"loss": terms["view1"] + terms["view2"], **terms}
 
     def momentum_at(self, step: int, total_steps: int) -> float:
         return cosine_momentum(step, total_steps, self.base_momentum)

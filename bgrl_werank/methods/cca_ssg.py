@@ -28,6 +28,4 @@ class CCASSG(Method):
         self.lambd = lambd
 
     def loss(self, view1: Any, view2: Any) -> dict[str, Tensor]:
-        z1 = self.encoder(view1.x, view1.edge_index)
-        z2 = self.encoder(view2.x, view2.edge_index)
-        return cca_ssg_terms(z1, z2, lambd=self.lambd)
+        return cca_ssg_terms(*self.encode(view1, view2), lambd=self.lambd)

@@ -54,8 +54,7 @@ class GRACE(Method):
         return {"projector": self.projector}
 
     def loss(self, view1: Any, view2: Any) -> dict[str, Tensor]:
-        h1 = self.projector(self.encoder(view1.x, view1.edge_index))
-        h2 = self.projector(self.encoder(view2.x, view2.edge_index))
-        loss = grace_loss(h1, h2, tau=self.tau, chunk_size=self.chunk_size, num_negatives=self.num_negatives,
+        z1, z2 = self.encode(view1, view2)
+        loss = grace_loss(self.projector(z1), self.projector(z2), tau=self.tau, chunk_size=self.chunk_size, num_negatives=self.num_negatives,
                           generator=self.generator)
         return {"loss": loss}

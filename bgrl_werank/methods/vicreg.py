@@ -28,6 +28,4 @@ class VICReg(Method):
         self.sim_coeff, self.std_coeff, self.cov_coeff = sim_coeff, std_coeff, cov_coeff
 
     def loss(self, view1: Any, view2: Any) -> dict[str, Tensor]:
-        z1 = self.encoder(view1.x, view1.edge_index)
-        z2 = self.encoder(view2.x, view2.edge_index)
-        return vicreg_terms(z1, z2, sim_coeff=self.sim_coeff, std_coeff=self.std_coeff, cov_coeff=self.cov_coeff)
+        return vicreg_terms(*self.encode(view1, view2), sim_coeff=self.sim_coeff, std_coeff=self.std_coeff, cov_coeff=self.cov_coeff)
