@@ -2,26 +2,58 @@
 
 ``train.py`` and ``eval.py`` at the repository root only call these, so tests run the real entry
 points in-process. Expected failures (a bad config, missing data, an unusable checkpoint, an
-unwritable folder) print one line on stderr and exit non-zero; ``--debug`` shows the traceback.
+unwritable or busy folder, a full disk) print one line on stderr and exit 2; an interrupt (Ctrl-C,
+SIGTERM) at any moment prints one line and exits 130, leaving the run folder resumable; ``--debug``
+shows the traceback.
+
+What a run folder promises, and what ``--resume`` and ``eval.py`` may change
+(:data:`RESUME_MAY_CHANGE`, :data:`EVAL_MAY_CHANGE`): ``docs/guarantees.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
+import os
+import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from .rundir import make_writable, run_dir_path
-from .config import Config, ConfigError, build_config, load_config, save_config, to_dict
+from .config import Config, ConfigError, build_config, load_config, to_dict
+from .rundir import (
+    RunDirError,
+    atomic_write_text,
+    claim,
+    make_writable,
+    remove_stale_temporaries,
+    run_dir_path,
+    trim_jsonl,
+)
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+# Config keys a resumed run may change (a trailing "." covers a section): they extend the run, say
+# how it is logged, evaluated, or where it runs. Nothing else may change, because config.yaml must
+# keep describing the run whose weights and metrics.jsonl the folder holds. train.epochs may not go
+# below the epochs already trained; a changed value is recorded in progress.json and the report
+# (with warmup_cosine, a longer run's remaining schedule differs from a fresh run of that length).
+RESUME_MAY_CHANGE = (
+    "train.epochs", "train.log_every", "train.progress", "checkpoint.every", "diagnostics.every",
+    "diagnostics.rel_threshold", "eval.", "data.root", "data.download", "device", "backend", "threads",
+)
+# Config keys eval.py may change: how the checkpoint is evaluated and where its data and device are.
+# The report describes the checkpoint as it was trained.
+EVAL_MAY_CHANGE = ("eval.", "data.root", "data.download", "device", "backend", "threads")
+# What a new run's folder holds; --force removes these (and nothing else) before a new run starts.
+RUN_FILES = ("checkpoint.pt", "config.yaml", "metrics.jsonl", "spectra.jsonl", "spectra.png", "report.json",
+             "report.md", "progress.json", "error.txt")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -33,18 +65,41 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, DatasetError, CheckpointError, TrainingError, RunDirError, BackendError)
 
 
-class RunDirError(Exception):
-    """The run folder cannot be used (exists with a finished run, unwritable, …)."""
-
-
 def _fail(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return EXIT_ERROR
 
 
-def _guard(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+class _Stage:
+    """Where a command is, so that an interrupt at any moment can say what state it left behind."""
+
+    def __init__(self) -> None:
+        self.name = "start"  # start | prepared | final-eval | eval
+        self.run_dir: Path | None = None
+        self.epoch = 0
+
+    def interrupted(self, signame: str) -> str:
+        r = self.run_dir
+        if self.name == "prepared":
+            return (f"interrupted ({signame}) before training began; run folder {r} holds the run's config: "
+                    f"start it with python train.py --resume {r}")
+        if self.name == "final-eval":
+            return (f"interrupted ({signame}) during the final evaluation; training is finished and checkpointed "
+                    f"(epoch {self.epoch}): python train.py --resume {r} writes the report")
+        if self.name == "eval":
+            return f"interrupted ({signame}); no report was written"
+        return f"interrupted ({signame}) before the run started; nothing was written"
+
+
+def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Namespace) -> int:
+    stage = _Stage()
     try:
-        return fn(args)
+        return fn(args, stage)
+    except KeyboardInterrupt as e:
+        if args.debug:
+            traceback.print_exc()
+        print(stage.interrupted(str(e) or "SIGINT"), file=sys.stderr)
+        return EXIT_INTERRUPTED
     except _user_errors() as e:
         if args.debug:
             traceback.print_exc()
@@ -52,13 +107,57 @@ def _guard(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     except OSError as e:
         if args.debug:
             traceback.print_exc()
+        from .rundir import is_disk_full
+
         where = f" '{e.filename}'" if getattr(e, "filename", None) else ""
+        if is_disk_full(e):
+            return _fail(f"no space left on the device{where}; free some space there, then run the command again")
         return _fail(f"{e.strerror or e}{where}; check the path and its permissions")
 
 
 def _set_threads(cfg: Config) -> None:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config mapping as ``{dotted.key: value}``, with ``--set``'s paths: a list of sections
+    (``augment``) by index, a list of values (``model.layer_sizes``) as one value."""
+    if isinstance(d, list) and any(isinstance(v, dict) for v in d):
+        d = {str(i): v for i, v in enumerate(d)}
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def changed_keys(before: Config, after: Config) -> dict[str, tuple[Any, Any]]:
+    """The keys whose values differ between two configs: ``{key: (before, after)}``."""
+    a, b = _flat(to_dict(before)), _flat(to_dict(after))
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _allowed(key: str, allowed: tuple[str, ...]) -> bool:
+    return any(key == a or (a.endswith(".") and key.startswith(a)) for a in allowed)
+
+
+def _shown(allowed: tuple[str, ...]) -> str:
+    return ", ".join(a + "*" if a.endswith(".") else a for a in allowed)
+
+
+def check_changes(before: Config, after: Config, allowed: tuple[str, ...], what: str, why: str) -> dict[str, tuple[Any, Any]]:
+    """The changes from ``before`` to ``after``; raises ConfigError (one line) on a key not in ``allowed``."""
+    changes = changed_keys(before, after)
+    refused = [k for k in changes if not _allowed(k, allowed)]
+    if refused:
+        k = refused[0]
+        old, new = changes[k]
+        more = f" (and {', '.join(refused[1:])})" if len(refused) > 1 else ""
+        raise ConfigError(f"{what} may not change {k} ({old!r} -> {new!r}){more}: {why}; {what} may change only "
+                          f"{_shown(allowed)}")
+    return changes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -69,116 +168,197 @@ def _set_threads(cfg: Config) -> None:
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py",
-        description="Pretrain a GCN encoder with BGRL (+ WERank), then evaluate it with a linear probe.",
+        description="Pretrain an encoder with a self-supervised method (+ WERank), then evaluate it with a linear probe.",
     )
     p.add_argument("--config", help="YAML config (e.g. configs/cora.yaml); defaults only when omitted")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set werank.enabled=false --set augment.0.edge_drop_p=0.3 (repeatable)")
     p.add_argument("--run-dir", help="explicit run folder (default: <out_dir>/<name>/<timestamp>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    p.add_argument("--force", action="store_true", help="overwrite a run folder that already holds a finished run")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR (or RUN_DIR/checkpoint.pt) from its last checkpoint; --set may "
+                        "change only " + _shown(RESUME_MAY_CHANGE))
+    p.add_argument("--force", action="store_true", help="overwrite a run folder that already holds a run")
     p.add_argument("--no-eval", action="store_true", help="skip the linear evaluation at the end")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
-def _new_run_dir(cfg: Config, explicit: str | None, force: bool) -> Path:
+def _resume_folder(arg: str) -> Path:
+    """The run folder that ``--resume`` names (a run folder, or the checkpoint.pt inside one)."""
+    path = Path(arg)
+    if path.is_file() and path.name == "checkpoint.pt":
+        path = path.parent
+    if not path.is_dir():
+        raise RunDirError(f"--resume {arg}: no such run folder; pass the folder train.py printed as 'run folder: ...'")
+    if not (path / "checkpoint.pt").is_file() and not (path / "config.yaml").is_file():
+        raise RunDirError(f"--resume {arg}: '{path}' holds neither checkpoint.pt nor config.yaml, so it is not a run "
+                          f"folder; pass the folder train.py printed as 'run folder: ...'")
+    return path
+
+
+def _saved_config(run_dir: Path) -> dict:
+    """A run folder's config.yaml as a mapping (for a run that never reached its first checkpoint)."""
+    from .config import read_yaml, upgrade_saved_config
+
+    try:
+        return upgrade_saved_config(read_yaml(run_dir / "config.yaml"))
+    except ConfigError as e:
+        raise RunDirError(f"cannot resume '{run_dir}': {e}") from None
+
+
+def _load_resume(args: argparse.Namespace) -> tuple[Path, dict | None, Config, dict[str, tuple[Any, Any]]]:
+    """The run folder, its checkpoint (None: none written yet), the resumed config and what it changes."""
+    from .train.checkpoint import load_checkpoint
+
+    if args.config:
+        raise ConfigError("--resume takes the config saved in the run folder; drop --config (use --set for train.epochs and the like)")
+    if args.run_dir:
+        raise ConfigError("--resume names the run folder itself; drop --run-dir")
+    if args.force:
+        raise ConfigError("--resume continues a run and --force starts one over; give only one of them")
+    run_dir = _resume_folder(args.resume)
+    state = load_checkpoint(run_dir / "checkpoint.pt") if (run_dir / "checkpoint.pt").is_file() else None
+    saved = state["config"] if state is not None else _saved_config(run_dir)
+    try:
+        before = build_config(saved)
+    except ConfigError as e:
+        raise RunDirError(f"cannot resume '{run_dir}': its saved config is invalid ({e})") from None
+    cfg = build_config(saved, args.overrides)
+    changes = check_changes(before, cfg, RESUME_MAY_CHANGE, "--resume",
+                            f"the run in {run_dir} was trained with the saved value (start a new run to change it)")
+    done = int(state["epoch"]) if state is not None else 0
+    if cfg.train.epochs < done:
+        raise ConfigError(f"--resume: train.epochs={cfg.train.epochs} is below the {done} epochs {run_dir} has already "
+                          f"trained; give train.epochs >= {done}")
+    return run_dir, state, cfg, changes
+
+
+def _new_run_dir(cfg: Config, explicit: str | None, force: bool):
+    """Create (or, with ``force``, take over) the run folder and claim it; returns (folder, claim)."""
     run_dir = run_dir_path(explicit, Path(cfg.out_dir) / cfg.name)
-    if run_dir.exists() and (run_dir / "checkpoint.pt").exists() and not force:
-        raise RunDirError(
-            f"run folder '{run_dir}' already holds a run; use --resume {run_dir} to continue it or --force to overwrite it"
-        )
     try:
         make_writable(run_dir)
     except OSError as e:
         raise RunDirError(f"cannot write to run folder '{run_dir}' ({e.strerror}); choose another --run-dir or out_dir") from None
-    if force:
-        for name in ("checkpoint.pt", "metrics.jsonl", "report.json", "report.md"):
-            (run_dir / name).unlink(missing_ok=True)
-    return run_dir
+    owner = claim(run_dir)  # before anything is read or removed: a live writer of this folder stops us here
+    try:
+        held = [n for n in ("checkpoint.pt", "config.yaml") if (run_dir / n).exists()]
+        if held and not force:
+            what = "a run" if "checkpoint.pt" in held else "a run that has not reached its first checkpoint"
+            raise RunDirError(f"run folder '{run_dir}' already holds {what}; use --resume {run_dir} to continue it "
+                              f"or --force to overwrite it")
+        if force:
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "eval", ignore_errors=True)  # they evaluated the checkpoint --force removes
+        remove_stale_temporaries(run_dir)
+    except BaseException:
+        owner.release()
+        raise
+    return run_dir, owner
 
 
-def _architecture(cfg: Config) -> tuple:
-    """What a checkpoint's weights fix: the encoder and the method (device and backend may change)."""
-    d = to_dict(cfg)
-    return d["model"], d["method"]
+def _read_progress(run_dir: Path) -> dict[str, Any]:
+    f = run_dir / "progress.json"
+    try:
+        data = json.loads(f.read_text()) if f.exists() else {}
+    except (ValueError, OSError):
+        data = {}
+    return data if isinstance(data, dict) else {}
 
 
-def _train(args: argparse.Namespace) -> int:
-    from .train.checkpoint import load_checkpoint
+def _write_progress(run_dir: Path, progress: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / "progress.json", json.dumps(progress) + "\n")
+
+
+def _save_config(cfg: Config, path: Path) -> None:
+    import yaml
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _train(args: argparse.Namespace, stage: _Stage) -> int:
     from .train.report import build_report, write_report
     from .backends import resolve_backend
     from .train.trainer import Interrupted, Trainer, evaluate, load_graph, probe_splits
 
     if args.resume:
-        if args.config:
-            raise ConfigError("--resume takes the config saved in the run folder; drop --config (use --set for train.epochs and the like)")
-        run_dir = Path(args.resume)
-        state = load_checkpoint(run_dir / "checkpoint.pt")
-        cfg = build_config(state["config"], args.overrides)
-        # Only keys that do not change the model or its trajectory so far may be overridden on resume.
-        if _architecture(cfg) != _architecture(build_config(state["config"])):
-            raise ConfigError("model.* and method.* cannot change on --resume; the checkpoint's architecture is fixed")
+        run_dir, state, cfg, changes = _load_resume(args)
     else:
         cfg = load_config(args.config, args.overrides)
-        state = None
+        state, changes = None, {}
     _set_threads(cfg)
     backend = resolve_backend(cfg)  # a device this machine lacks fails here, before anything is loaded
-    graph = load_graph(cfg)  # fails early on missing data, before any folder is created
+    graph = load_graph(cfg)  # fails early on missing or bad data, before any folder is created
     if not args.no_eval:
         probe_splits(cfg, graph)  # and on a split protocol the dataset lacks, before any training
     # builds the method: an unknown encoder option or a werank.alpha list of the wrong length fails
     # here, before a run folder exists
-    trainer = Trainer(cfg, graph, args.resume or ".", backend=backend)
-    if state is None:
-        run_dir = _new_run_dir(cfg, args.run_dir, args.force)
-        if not args.config:  # a bare `python train.py` trains the schema's defaults; say so, and how to choose
-            print(f"no --config given: training the built-in defaults ({cfg.data.name}, {cfg.train.epochs} epochs"
-                  f"{', with --set overrides' if args.overrides else ''}); pass --config configs/<dataset>.yaml "
-                  f"for a dataset's settings", file=sys.stderr)
-    save_config(cfg, run_dir / "config.yaml")
-    trainer.run_dir = Path(run_dir)
+    trainer = Trainer(cfg, graph, ".", backend=backend)
     if state is not None:
-        trainer.load_state_dict(state)
-        print(f"resuming {run_dir} at epoch {trainer.epoch}/{cfg.train.epochs}", file=sys.stderr)
-    else:
-        print(f"run folder: {run_dir}", file=sys.stderr)
-    t0 = time.perf_counter()
-    try:
-        trainer.fit()
-    except Interrupted as e:
-        print(f"interrupted by {e.signame} after epoch {e.epoch}; checkpoint written. Resume with: "
-              f"python train.py --resume {run_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    train_seconds = time.perf_counter() - t0 + _previous_train_seconds(run_dir)
-    _write_progress(run_dir, train_seconds)
-    if cfg.diagnostics.every > 0:
-        from .plots import plot_spectra
-
-        plot_spectra(run_dir)
-    if args.no_eval:
-        return 0
-    probe = evaluate(cfg, trainer.method, graph, trainer.backend)
-    extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],
-             "train_seconds": train_seconds, "run_dir": str(run_dir)}
-    report = build_report(cfg, probe, extra)
-    write_report(report, run_dir)
-    print((run_dir / "report.md").read_text())
-    return 0
-
-
-def _previous_train_seconds(run_dir: Path) -> float:
-    f = run_dir / "progress.json"
-    if f.exists():
+        trainer.load_state_dict(state)  # a checkpoint that does not fit fails here, before anything is written
+    if args.resume:
+        owner = claim(run_dir)
         try:
-            return float(json.loads(f.read_text()).get("train_seconds", 0.0))
-        except (ValueError, OSError):
-            return 0.0
-    return 0.0
+            remove_stale_temporaries(run_dir)
+            dropped = [d for n in ("metrics.jsonl", "spectra.jsonl") for d in trim_jsonl(run_dir / n, trainer.epoch)]
+        except BaseException:
+            owner.release()
+            raise
+    else:
+        run_dir, owner = _new_run_dir(cfg, args.run_dir, args.force)
+        dropped = []
+    with owner:
+        stage.run_dir = run_dir
+        progress = _read_progress(run_dir) if args.resume and state is not None else {}
+        if changes:
+            progress.setdefault("resumes", []).append({
+                "at_epoch": trainer.epoch, "time": _dt.datetime.now().isoformat(timespec="seconds"),
+                "changed": {k: [old, new] for k, (old, new) in changes.items()},
+            })
+            _write_progress(run_dir, progress)
+        if changes or not (run_dir / "config.yaml").exists():
+            _save_config(cfg, run_dir / "config.yaml")
+        stage.name = "prepared"
+        trainer.run_dir = Path(run_dir)
+        if args.resume:
+            print(f"resuming {run_dir} at epoch {trainer.epoch}/{cfg.train.epochs}"
+                  + "".join(f"; {k}: {old} -> {new}" for k, (old, new) in changes.items())
+                  + (f" (dropped {', '.join(dropped)})" if dropped else ""), file=sys.stderr)
+        else:
+            if not args.config:  # a bare `python train.py` trains the schema's defaults; say so, and how to choose
+                print(f"no --config given: training the built-in defaults ({cfg.data.name}, {cfg.train.epochs} epochs"
+                      f"{', with --set overrides' if args.overrides else ''}); pass --config configs/<dataset>.yaml "
+                      f"for a dataset's settings", file=sys.stderr)
+            print(f"run folder: {run_dir}", file=sys.stderr)
+        t0 = time.perf_counter()
+        try:
+            trainer.fit()
+        except Interrupted as e:
+            print(f"interrupted by {e.signame} after epoch {e.epoch}; checkpoint written. Resume with: "
+                  f"python train.py --resume {run_dir}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        stage.name, stage.epoch = "final-eval", trainer.epoch
+        train_seconds = time.perf_counter() - t0 + float(progress.get("train_seconds", 0.0))
+        progress["train_seconds"] = train_seconds
+        _write_progress(run_dir, progress)
+        if trainer.stop_signal:  # it arrived during the last epoch, whose checkpoint is written
+            raise KeyboardInterrupt(trainer.stop_signal)
+        if cfg.diagnostics.every > 0:
+            from .plots import plot_spectra
 
-
-def _write_progress(run_dir: Path, seconds: float) -> None:
-    (run_dir / "progress.json").write_text(json.dumps({"train_seconds": seconds}) + "\n")
+            plot_spectra(run_dir)
+        if args.no_eval:
+            return 0
+        probe = evaluate(cfg, trainer.method, graph, trainer.backend)
+        extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],
+                 "train_seconds": train_seconds, "run_dir": str(run_dir), "epochs_trained": trainer.epoch}
+        if progress.get("resumes"):
+            extra["resumes"] = progress["resumes"]
+        report = build_report(cfg, probe, extra)
+        write_report(report, run_dir)
+        print((run_dir / "report.md").read_text())
+        return 0
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -199,24 +379,51 @@ def _eval_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint.pt")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override eval.* or data.* keys, e.g. --set eval.protocol=random --set eval.num_splits=20")
-    p.add_argument("--out", help="folder for report.json/report.md (default: <run>/eval/<protocol>-<timestamp>)")
+                   help="override how the checkpoint is evaluated, e.g. --set eval.protocol=random --set eval.num_splits=20 "
+                        "(may change only " + _shown(EVAL_MAY_CHANGE) + ")")
+    p.add_argument("--out", help="folder for report.json/report.md (default: <run>/eval/<protocol>/<timestamp>)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
-def _eval(args: argparse.Namespace) -> int:
+def _writable_ancestor(path: Path) -> None:
+    """Raise RunDirError unless ``path`` exists as a folder or could be created (its nearest existing
+    ancestor is a writable folder). Creates nothing."""
+    p = path
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
+        raise RunDirError(f"cannot create output folder '{path}' ('{p}' is not a writable folder); pass a writable --out")
+
+
+def _make_out(out: Path) -> list[Path]:
+    """Create ``out`` (and missing parents); returns the folders created, deepest last."""
+    created = []
+    p = out
+    while not p.exists():
+        created.append(p)
+        p = p.parent
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create output folder '{out}' ({e.strerror}); pass a writable --out") from None
+    return created[::-1]
+
+
+def _eval(args: argparse.Namespace, stage: _Stage) -> int:
     from .train.checkpoint import CheckpointError, load_checkpoint
     from .train.report import build_report, write_report
     from .train.trainer import Trainer, evaluate, load_graph
 
+    stage.name = "eval"
     ckpt_path = Path(args.checkpoint)
     state = load_checkpoint(ckpt_path)
+    trained = build_config(state["config"])
     cfg = build_config(state["config"], args.overrides)
-    if _architecture(cfg) != _architecture(build_config(state["config"])):
-        raise CheckpointError(
-            "checkpoint architecture (model.*, method.*) differs from the requested config; drop those overrides"
-        )
+    check_changes(trained, cfg, EVAL_MAY_CHANGE, "eval.py",
+                  "the report describes the checkpoint as it was trained (train another run to change it)")
     _set_threads(cfg)
     graph = load_graph(cfg)
     if graph.x.size(1) != int(state.get("in_channels", graph.x.size(1))):
@@ -226,17 +433,30 @@ def _eval(args: argparse.Namespace) -> int:
         )
     run_dir = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent
     out = run_dir_path(args.out, run_dir / "eval" / cfg.eval.protocol)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunDirError(f"cannot create output folder '{out}' ({e.strerror}); pass a writable --out") from None
+    if (out / "report.json").exists():
+        raise RunDirError(f"'{out}' already holds a report; pass another --out (or delete that folder)")
+    _writable_ancestor(out)  # fail before the probe, creating nothing
     trainer = Trainer(cfg, graph, run_dir, progress=False)
     trainer.load_state_dict(state)
     probe = evaluate(cfg, trainer.method, graph, trainer.backend)
     extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],
-             "checkpoint": str(ckpt_path), "epoch": trainer.epoch}
+             "checkpoint": str(ckpt_path), "epoch": trainer.epoch, "epochs_trained": trainer.epoch}
+    resumes = _read_progress(run_dir).get("resumes")
+    if resumes:
+        extra["resumes"] = [r for r in resumes if r.get("at_epoch", 0) <= trainer.epoch]
     report = build_report(cfg, probe, extra)
-    write_report(report, out)
+    created = _make_out(out)  # only now: a failure or an interrupt before this leaves no folder behind
+    try:
+        write_report(report, out)
+    except BaseException:
+        for name in ("report.json", "report.md"):
+            (out / name).unlink(missing_ok=True)
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     print((out / "report.md").read_text())
     print(f"report written to {out}", file=sys.stderr)
     return 0

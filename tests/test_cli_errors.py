@@ -150,8 +150,8 @@ def test_checkpoint_cannot_run_code(tmp_path, capsys):
 def test_architecture_mismatch(finished_run, tmp_path, capsys):
     before = _snapshot(finished_run)
     assert eval_main(["--checkpoint", str(finished_run), "--set", "model.layer_sizes=[64,32]", "--out", str(tmp_path / "ev")]) != 0
-    assert "architecture" in _one_error_line(capsys)
-    assert _snapshot(finished_run) == before
+    assert "eval.py may not change model.layer_sizes ([32, 16] -> [64, 32])" in _one_error_line(capsys)
+    assert _snapshot(finished_run) == before and not (tmp_path / "ev").exists()
 
 
 def test_debug_shows_traceback(capsys):

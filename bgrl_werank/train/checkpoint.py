@@ -2,20 +2,20 @@
 
 A checkpoint holds only tensors and plain Python values, so it loads with
 ``torch.load(..., weights_only=True)`` and can never run code. It is written to a temporary file
-in the same folder, flushed to disk, then renamed over the old one: a crash mid-write leaves the
-previous checkpoint intact.
+in the same folder, flushed to disk, then renamed over the old one: a crash mid-write, or a full
+disk, leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import upgrade_saved_config
+from ..rundir import free_bytes, human_bytes, is_disk_full, temporary_name
 
 FORMAT = "bgrl-werank-checkpoint-v1"
 # the model itself is under "method" (or, in checkpoints written before methods, under
@@ -27,22 +27,51 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used, with a one-line message."""
 
 
+class DiskFullError(CheckpointError):
+    """The filesystem filled up while a checkpoint was written; the previous checkpoint is intact."""
+
+    def __init__(self, path: Path, needed: int | None, free: int | None) -> None:
+        super().__init__(
+            f"no space left on the device of '{path.parent}' while writing {path.name} (it needs about "
+            f"{human_bytes(needed)}, {human_bytes(free)} free)"
+        )
+        self.path, self.needed, self.free = path, needed, free
+
+
+def _tensor_bytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` atomically to ``path`` (temporary file, fsync, rename)."""
+    """Write ``state`` atomically to ``path`` (temporary file, fsync, rename).
+
+    The temporary is ``.checkpoint.pt.<pid>.tmp`` beside the target: whatever stops the write (an
+    exception, Ctrl-C, a full disk) removes it, and one left by a killed process is removed by the
+    folder's next owner (:func:`bgrl_werank.rundir.remove_stale_temporaries`). The file gets the
+    mode any other file of the run gets (0666 less the umask). A full filesystem raises
+    :class:`DiskFullError`, which says how much space the checkpoint needs.
+    """
     path = Path(path)
     state = {"format": FORMAT, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary_name(path)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            previous = path.stat().st_size if path.is_file() else 0
+            raise DiskFullError(path, max(previous, _tensor_bytes(state)), free_bytes(path.parent)) from None
         raise
 
 

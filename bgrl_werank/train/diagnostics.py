@@ -65,11 +65,6 @@ def collect(method, data, rel_threshold: float = 1e-3) -> tuple[dict[str, float]
     return scalars, spectra
 
 
-def append_spectra(run_dir: str | Path, epoch: int, spectra: dict[str, list[float]]) -> None:
-    with open(Path(run_dir) / "spectra.jsonl", "a") as f:
-        f.write(json.dumps({"epoch": epoch, **spectra}) + "\n")
-
-
 def read_spectra(run_dir: str | Path, upto_epoch: int | None = None) -> list[dict[str, Any]]:
     path = Path(run_dir) / "spectra.jsonl"
     if not path.exists():

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config import Config, to_dict
 from ..labels import report_method, run_label
+from ..rundir import atomic_write_text, json_safe
 
 
 def build_report(cfg: Config, probe: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -75,8 +76,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| encoder | {report.get('encoder', 'gcn')} {hp['layer_sizes']}"
         + (f", {hp['norm']} norm, {hp['activation']}" if "norm" in hp else "") + " |",
         *_method_rows(hp),
-        f"| epochs (warmup) | {hp['epochs']} ({hp['warmup_epochs']}) |" if hp.get("schedule", "warmup_cosine") == "warmup_cosine"
-        else f"| epochs (constant lr) | {hp['epochs']} |",
+        f"| epochs (warmup) | {_epochs(report)} ({hp['warmup_epochs']}) |" if hp.get("schedule", "warmup_cosine") == "warmup_cosine"
+        else f"| epochs (constant lr) | {_epochs(report)} |",
         f"| {hp.get('optimizer', 'adamw')}: lr / weight decay | {hp['lr']} / {hp['weight_decay']} |",
         f"| views (edge_drop_p, feat_mask_p) | {hp['augment'][0]}, {hp['augment'][1]} |",
         f"| probe | {report['probe_backend']}, {report['probe_seconds']:.2f} s |",
@@ -87,10 +88,19 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| RankMe of representations | {report['rankme']:.1f} of {hp['layer_sizes'][-1]} |")
     if "train_seconds" in report:
         lines.append(f"| pretraining wall time | {report['train_seconds']:.1f} s |")
+    for r in report.get("resumes") or []:
+        changed = "; ".join(f"{k} {a} → {b}" for k, (a, b) in r["changed"].items())
+        lines.append(f"| resumed at epoch {r['at_epoch']} with | {changed} |")
     if report["num_splits"] > 1:
         accs = ", ".join(f"{100 * a:.2f}" for a in report["test_acc"])
         lines += ["", f"Per-split test accuracy (%): {accs}"]
     return "\n".join(lines) + "\n"
+
+
+def _epochs(report: dict[str, Any]) -> str:
+    """The configured epochs, or "T of E" for a checkpoint taken before its run finished."""
+    total, done = report["hyperparameters"]["epochs"], report.get("epochs_trained")
+    return f"{done} of {total}" if done is not None and done != total else f"{total}"
 
 
 def _method_rows(hp: dict[str, Any]) -> list[str]:
@@ -101,6 +111,8 @@ def _method_rows(hp: dict[str, Any]) -> list[str]:
 
 
 def write_report(report: dict[str, Any], folder: str | Path) -> None:
+    """``report.json`` (strict JSON: a non-finite number is written as null) and ``report.md``, each
+    written whole (temporary file, rename)."""
     folder = Path(folder)
-    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (folder / "report.md").write_text(report_markdown(report))
+    atomic_write_text(folder / "report.json", json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(folder / "report.md", report_markdown(report))

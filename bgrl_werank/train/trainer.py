@@ -11,7 +11,6 @@ stopped. Device and backend come from :mod:`bgrl_werank.backends`; nothing here 
 from __future__ import annotations
 
 import copy
-import json
 import signal
 import sys
 import time
@@ -31,12 +30,12 @@ from ..labels import method_title
 from ..losses import werank_penalty
 from ..methods import Method
 from ..methods import from_config as method_from_config
-from ..rundir import trim_jsonl
+from ..rundir import JsonlAppender, claim, human_bytes, is_disk_full, remove_stale_temporaries, trim_jsonl
 from ..ops import keep_heap_if_room, rss_bytes
 from ..models import reestimate_batchnorm
 from ..schedules import learning_rate
 from . import diagnostics
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, DiskFullError, load_checkpoint, save_checkpoint
 
 # Features at most this dense are stored as sparse CSR: the first layer's X·Wᵀ then costs
 # O(nnz·out) instead of O(N·F·out) (Cora's features are 1.3% non-zero). Same values either way.
@@ -300,6 +299,7 @@ class Trainer:
         self.penalty: Callable[..., Tensor] = werank_penalty
         self._heap_decided = self.device.type != "cpu"  # keep activation memory in the heap? decided after the first step
         self.epoch = 0  # number of finished epochs
+        self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk, if this trainer wrote or read one
         self.on_epoch_end = on_epoch_end
         mode = cfg.train.progress
         self.progress = progress if progress is not None else (mode == "bar" or (mode == "auto" and sys.stderr.isatty()))
@@ -338,11 +338,16 @@ class Trainer:
         if self.device.type == "cuda" and "cuda_rng_state" in state:
             torch.cuda.set_rng_state(state["cuda_rng_state"], self.device)
         self.epoch = int(state["epoch"])
+        self.saved_epoch = self.epoch
 
     def save(self) -> None:
         if not _all_finite(self.method.parameters()):
             raise TrainingError(f"non-finite weights after epoch {self.epoch}; not writing them over the last good checkpoint")
-        save_checkpoint(self.state_dict(), self.run_dir / "checkpoint.pt")
+        try:
+            save_checkpoint(self.state_dict(), self.run_dir / "checkpoint.pt")
+        except DiskFullError as e:
+            raise TrainingError(self._disk_full(f"writing the checkpoint of epoch {self.epoch}", e)) from None
+        self.saved_epoch = self.epoch
 
     def resume(self) -> None:
         self.load_state_dict(load_checkpoint(self.run_dir / "checkpoint.pt"))
@@ -410,45 +415,85 @@ class Trainer:
         self._stop_signal = signal.Signals(signum).name
 
     def fit(self) -> None:
-        """Train from ``self.epoch`` to ``cfg.train.epochs``, checkpointing and logging as configured."""
+        """Train from ``self.epoch`` to ``cfg.train.epochs``, checkpointing and logging as configured.
+
+        The run folder is claimed first (:func:`bgrl_werank.rundir.claim`: a second live writer is
+        refused), stale temporaries of dead writers are removed, and the logs are cut back to the
+        state this run continues from (:func:`bgrl_werank.rundir.trim_jsonl`). SIGINT and SIGTERM
+        finish the current epoch, write a checkpoint and raise :class:`Interrupted`; a signal that
+        arrives during the last epoch is left in :attr:`stop_signal` for the caller.
+        """
         cfg = self.cfg
         total = cfg.train.epochs
-        old_handlers = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                old_handlers[sig] = signal.signal(sig, self._handle_signal)
-        except ValueError:  # not the main thread: no signal handling
+        with claim(self.run_dir):
+            remove_stale_temporaries(self.run_dir)
+            for name in ("metrics.jsonl", "spectra.jsonl"):
+                trim_jsonl(self.run_dir / name, self.epoch)
             old_handlers = {}
-        trim_jsonl(self.run_dir / "metrics.jsonl", self.epoch)
-        trim_jsonl(self.run_dir / "spectra.jsonl", self.epoch)
-        metrics = open(self.run_dir / "metrics.jsonl", "a")
-        bar = tqdm(total=total, initial=self.epoch, disable=not self.progress, desc=f"{cfg.data.name}", unit="ep", dynamic_ncols=True)
-        try:
-            for epoch in range(self.epoch, total):
-                record = self.step(epoch)
-                self.epoch = epoch + 1
-                every = cfg.diagnostics.every
-                if every > 0 and (self.epoch % every == 0 or self.epoch == total or self.epoch == 1):
-                    t_diag = time.perf_counter()
-                    scalars, spectra = diagnostics.collect(self.method, self.full_graph, cfg.diagnostics.rel_threshold)
-                    diagnostics.append_spectra(self.run_dir, self.epoch, spectra)
-                    record.update(scalars, diagnostics_time_s=time.perf_counter() - t_diag)
-                if self.epoch % cfg.train.log_every == 0 or self.epoch == total or "rankme" in record:
-                    metrics.write(json.dumps(record) + "\n")
-                    metrics.flush()
-                if self.on_epoch_end is not None:
-                    self.on_epoch_end(self, self.epoch, record)
-                if self.epoch % cfg.checkpoint.every == 0 or self.epoch == total or self._stop_signal:
-                    self.save()
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", werank=f"{record['werank']:.3f}", refresh=False)
-                if self._stop_signal and self.epoch < total:
-                    raise Interrupted(self.epoch, self._stop_signal)
-        finally:
-            bar.close()
-            metrics.close()
-            for sig, handler in old_handlers.items():
-                signal.signal(sig, handler)
+            try:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    old_handlers[sig] = signal.signal(sig, self._handle_signal)
+            except ValueError:  # not the main thread: no signal handling
+                old_handlers = {}
+            bar = tqdm(total=total, initial=self.epoch, disable=not self.progress, desc=f"{cfg.data.name}", unit="ep",
+                       dynamic_ncols=True)
+            metrics = spectra = None
+            try:
+                metrics = JsonlAppender(self.run_dir / "metrics.jsonl")
+                spectra = JsonlAppender(self.run_dir / "spectra.jsonl") if cfg.diagnostics.every > 0 else None
+                for epoch in range(self.epoch, total):
+                    record = self._epoch(epoch, total, metrics, spectra)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", werank=f"{record['werank']:.3f}", refresh=False)
+                    if self._stop_signal and self.epoch < total:
+                        raise Interrupted(self.epoch, self._stop_signal)
+            except OSError as e:
+                if not is_disk_full(e):
+                    raise
+                raise TrainingError(self._disk_full(f"appending to {Path(e.filename or 'metrics.jsonl').name}", None)) from None
+            finally:
+                bar.close()
+                for log in (metrics, spectra):
+                    if log is not None:
+                        log.close()
+                for sig, handler in old_handlers.items():
+                    signal.signal(sig, handler)
+
+    def _epoch(self, epoch: int, total: int, metrics: JsonlAppender, spectra: JsonlAppender | None) -> dict[str, Any]:
+        cfg = self.cfg
+        record = self.step(epoch)
+        self.epoch = epoch + 1
+        every = cfg.diagnostics.every
+        if every > 0 and (self.epoch % every == 0 or self.epoch == total or self.epoch == 1):
+            t_diag = time.perf_counter()
+            scalars, spec = diagnostics.collect(self.method, self.full_graph, cfg.diagnostics.rel_threshold)
+            spectra.write({"epoch": self.epoch, **spec})
+            record.update(scalars, diagnostics_time_s=time.perf_counter() - t_diag)
+        if self.epoch % cfg.train.log_every == 0 or self.epoch == total or "rankme" in record:
+            metrics.write(record)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self, self.epoch, record)
+        if self.epoch % cfg.checkpoint.every == 0 or self.epoch == total or self._stop_signal:
+            self.save()
+        return record
+
+    @property
+    def stop_signal(self) -> str | None:
+        """The name of a SIGINT/SIGTERM that arrived during :meth:`fit`, else None."""
+        return self._stop_signal
+
+    def _disk_full(self, what: str, err: DiskFullError | None) -> str:
+        need = ""
+        if err is not None and err.needed is not None:
+            short = err.needed - (err.free or 0)
+            need = f" (it needs about {human_bytes(err.needed)}, {human_bytes(err.free)} free)"
+            free_hint = f"free at least {human_bytes(max(short, 0) * 1.1 + 1e6)} there"
+        else:
+            free_hint = "free some space there"
+        kept = (f"the last good checkpoint (epoch {self.saved_epoch}) is kept" if self.saved_epoch is not None
+                else "no checkpoint was written yet")
+        return (f"no space left on the device of run folder '{self.run_dir}' while {what}{need}; {kept}: {free_hint}, "
+                f"then resume with: python train.py --resume {self.run_dir}")
 
 
 def checkpoint_is_finished(state: dict[str, Any]) -> bool:
