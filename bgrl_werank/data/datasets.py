@@ -1,13 +1,21 @@
 """Dataset registry: where raw files live, where processed caches go, and how a graph is loaded.
 
-Raw files are parsed by PyTorch Geometric's own dataset classes (``Planetoid``, ``Amazon``,
-``Coauthor``, ``WikiCS``). Thin subclasses only move the folders:
+Datasets are PyTorch Geometric's own dataset classes (``Planetoid``, ``Amazon``, ``Coauthor``,
+``WikiCS``), in thin subclasses that move the folders:
 
 * ``raw_dir`` is a folder of the data root in the team's layout, e.g. ``<root>/planetoid/cora``;
 * ``processed_dir`` is under the cache root (:func:`cache_root`), in a folder whose name hashes the
   resolved raw folder, the raw files' sizes and modification times, and the PyG version, so two data
   roots (or a changed raw file) never share a cache. Nothing is ever written into the data root,
   except raw files that PyG downloads there when a user is online.
+
+No file can run code while it is read (a data root or a cache folder may hold files from anywhere):
+the Planetoid pickles and the Amazon/Coauthor archives are parsed by :mod:`.readers` instead of PyG's
+``pickle.load`` and ``np.load`` (same result; an unsafe file is refused and named), and processed
+caches are only ever read with ``torch.load(weights_only=True)`` (a refused cache is rebuilt from
+the raw files). WikiCS's ``data.json`` is parsed by PyG (JSON cannot run code). Features with NaN or
+infinite values stop :func:`load_dataset` with a one-line :class:`DatasetError` naming the file and
+the count.
 
 Features as PyG produces them (``row_normalize=False, standardize=False``):
 
@@ -44,11 +52,11 @@ import torch_geometric
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.datasets import Amazon, Coauthor, Planetoid, WikiCS
-from torch_geometric.io import read_npz, read_planetoid_data
-from torch_geometric.io.planetoid import read_file as read_planetoid_file
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
+from . import readers
 from .csbm import make_csbm
+from .errors import DatasetError
 from .splits import Split, random_splits, splits_from_masks
 
 __all__ = [
@@ -65,7 +73,9 @@ ENV_CACHE = "BGRL_WERANK_CACHE"
 ENV_OFFLINE = "BGRL_WERANK_OFFLINE"
 
 # Bump when what we store in a processed file changes (e.g. a new attribute), to orphan old caches.
-_CACHE_FORMAT = 1
+# 2: raw files are checked while processing (safe unpickling, finite features): a cache that an
+# older version built from a bad file (e.g. an Amazon file whose +inf PyG binarised to 1) is rebuilt.
+_CACHE_FORMAT = 2
 # Seconds allowed for the "are we online?" probe before a download is attempted.
 _PROBE_TIMEOUT_S = 3.0
 # Socket timeout while PyG downloads (urllib has none by default and could hang forever).
@@ -84,10 +94,6 @@ DATASET_NAMES: tuple[str, ...] = (
 )
 
 PROTOCOLS: tuple[str, ...] = ("public", "random", "preset")
-
-
-class DatasetError(Exception):
-    """A dataset cannot be loaded or split; the message (one line) says what to do."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +160,18 @@ def _pyg_root() -> str:
     return str(cache_root() / "pyg")
 
 
+def _is_one_graph(stored: dict) -> bool:
+    """Whether a cache's stored dict is one graph as :meth:`_Layout.save` writes it (cheap checks)."""
+    x, edge_index, y = (stored.get(k) for k in ("x", "edge_index", "y"))
+    if not all(isinstance(t, Tensor) for t in (x, edge_index, y)):
+        return False
+    if x.dim() != 2 or y.dim() != 1 or y.shape[0] != x.shape[0]:
+        return False
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2 or edge_index.dtype != torch.long:
+        return False
+    return edge_index.numel() == 0 or (int(edge_index.min()) >= 0 and int(edge_index.max()) < x.shape[0])
+
+
 class _Layout:
     """Mixin for PyG ``InMemoryDataset`` classes: raw files in the data root, processed files in
     the cache, downloads that leave no partial files behind, atomic cache writes.
@@ -205,6 +223,57 @@ class _Layout:
         super().save(data_list, tmp)  # type: ignore[misc]
         os.replace(tmp, path)
 
+    def _process(self) -> None:
+        """PyG's ``Dataset._process`` without its checks of ``pre_transform.pt`` / ``pre_filter.pt``.
+
+        PyG reads those two files of the processed folder with ``torch.load(weights_only=False)``
+        on every construction, so a planted one would run code; we never pass a ``pre_transform`` or
+        a ``pre_filter``, so they are neither read nor written here. Nor is "Processing..." printed:
+        an error while processing must be the only line on stderr.
+        """
+        if not self.force_reload and all(os.path.exists(p) for p in self.processed_paths):  # type: ignore[attr-defined]
+            return
+        os.makedirs(self.processed_dir, exist_ok=True)
+        self.process()  # type: ignore[attr-defined]
+
+    def load(self, path: str, data_cls: type = Data) -> None:
+        """Read a processed cache with ``torch.load(weights_only=True)`` only.
+
+        PyG's ``InMemoryDataset.load`` retries a failed safe load with ``weights_only=False``, which
+        runs whatever code a planted cache file holds. Here a file the safe load refuses, or one that
+        is not the ``(dict, None, Data)`` triple that :meth:`save` writes for one graph (an ``x``
+        with one row per label of ``y``, an ``edge_index`` of node ids), raises, and :func:`_load_raw`
+        treats the cache as damaged and rebuilds it from the raw files.
+        """
+        with open(path, "rb") as fh:
+            out = torch.load(fh, map_location="cpu", weights_only=True)
+        if not (isinstance(out, tuple) and len(out) == 3 and isinstance(out[0], dict) and out[1] is None
+                and out[2] is Data and _is_one_graph(out[0])):
+            raise ValueError(f"{path} is not a processed cache written by this version")
+        self.data, self.slices = Data.from_dict(out[0]), None  # type: ignore[attr-defined]
+
+    def _file_error(self, fname: str, exc: BaseException) -> DatasetError:
+        """The one-line error for a raw file that a reader in :mod:`.readers` refused."""
+        path = self._bg_raw_dir / fname
+        if isinstance(exc, readers.UnsafeContentError):
+            return DatasetError(
+                f"{self._bg_name}: refused to read raw file {path}: it {exc}; it was not loaded because "
+                f"unpickling it could run code: replace it with a good copy (check it against SHA256SUMS "
+                f"if you have one)"
+            )
+        if isinstance(exc, readers.NonFiniteError):
+            return DatasetError(
+                f"{self._bg_name}: raw file {path} holds {exc.count} NaN or infinite value(s); training on "
+                f"them ends in NaN losses: replace it with a good copy (check it against SHA256SUMS if you "
+                f"have one)"
+            )
+        if isinstance(exc, readers.RawFileError):
+            return DatasetError(
+                f"{self._bg_name}: raw file {path} is not a {self._bg_name} file: it {exc}; replace it with "
+                f"a good copy (check it against SHA256SUMS if you have one)"
+            )
+        return self._corrupt(exc, (fname,))
+
     def _corrupt(self, exc: BaseException, files: tuple[str, ...] | None = None) -> DatasetError:
         files = files or self._bg_raw_files
         where = ", ".join(str(self._bg_raw_dir / f) for f in files)
@@ -215,7 +284,7 @@ class _Layout:
 
 
 class _Planetoid(_Layout, Planetoid):
-    _ITEMS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+    _ITEMS = readers.PLANETOID_ITEMS
 
     def __init__(self, name: str, pyg_name: str, raw_dir: Path, force_reload: bool = False) -> None:
         self._bg_name, self._bg_raw_dir, self._bg_variant = name, raw_dir, "public"
@@ -223,34 +292,27 @@ class _Planetoid(_Layout, Planetoid):
         super().__init__(_pyg_root(), pyg_name, split="public", force_reload=force_reload)
 
     def process(self) -> None:
-        # Read every file once on its own so a broken one is named, and check they fit together
-        # (a truncated text file such as test.index would otherwise load "successfully").
+        # Read every file once on its own (safely: see readers.py) so a broken one is named, and
+        # check they fit together (a truncated text file such as test.index would otherwise load
+        # "successfully"); then assemble the graph as PyG's read_planetoid_data does.
         items: dict[str, Any] = {}
         for item, fname in zip(self._ITEMS, self._bg_raw_files):
             try:
-                items[item] = read_planetoid_file(self.raw_dir, self.name, item)
+                items[item] = readers.read_planetoid_item(self._bg_raw_dir / fname, item)
             except Exception as exc:
-                raise self._corrupt(exc, (fname,)) from exc
-        test_index, tx, ty = items["test.index"], items["tx"], items["ty"]
-        allx, ally, x, y = items["allx"], items["ally"], items["x"], items["y"]
-        prefix = f"ind.{self.name.lower()}"
-        checks = [
-            (test_index.numel() == tx.shape[0] == ty.shape[0], f"{prefix}.test.index has {test_index.numel()} ids, "
-             f"{prefix}.tx {tx.shape[0]} rows, {prefix}.ty {ty.shape[0]} rows"),
-            (allx.shape[0] == ally.shape[0], f"{prefix}.allx has {allx.shape[0]} rows, {prefix}.ally {ally.shape[0]}"),
-            (x.shape[0] == y.shape[0], f"{prefix}.x has {x.shape[0]} rows, {prefix}.y {y.shape[0]}"),
-            (bool((test_index >= allx.shape[0]).all()), f"{prefix}.test.index has ids below {allx.shape[0]}"),
-        ]
-        for ok, what in checks:
-            if not ok:
-                raise DatasetError(f"{self._bg_name}: raw files in {self.raw_dir} are inconsistent ({what}); "
-                                   f"a file is truncated or from another dataset: replace it with a good copy")
+                raise self._file_error(fname, exc) from exc
         try:
-            data = read_planetoid_data(self.raw_dir, self.name)  # PyG's assembly of the files
+            readers.check_planetoid(items, self.name)
+        except readers.InconsistentFilesError as exc:
+            raise DatasetError(f"{self._bg_name}: raw files in {self.raw_dir} are inconsistent ({exc}); "
+                               f"a file is truncated or from another dataset: replace it with a good copy") from exc
+        try:
+            data = readers.assemble_planetoid(items)
         except Exception as exc:
             raise self._corrupt(exc) from exc
-        # Nodes without a label row (CiteSeer's isolated test ids, which PyG fills with zero rows
-        # and label 0) are unlabelled.
+        # Nodes without a label row (CiteSeer's isolated test ids, which get zero rows and label 0)
+        # are unlabelled.
+        ally, ty, test_index = items["ally"], items["ty"], items["test.index"]
         labelled = torch.zeros(data.num_nodes, dtype=torch.bool)
         labelled[: ally.shape[0]] = ally.sum(dim=1) > 0
         labelled[test_index] = ty.sum(dim=1) > 0
@@ -259,7 +321,8 @@ class _Planetoid(_Layout, Planetoid):
 
 
 class _Npz(_Layout):
-    """Amazon / Coauthor: PyG's ``read_npz``, with the symmetrisation made switchable."""
+    """Amazon / Coauthor: PyG's ``read_npz`` (read safely, see readers.py), with the symmetrisation
+    made switchable."""
 
     _bg_undirected: bool
 
@@ -269,9 +332,9 @@ class _Npz(_Layout):
 
     def process(self) -> None:
         try:
-            data = read_npz(self.raw_paths[0], to_undirected=self._bg_undirected)
+            data = readers.read_npz(self.raw_paths[0], to_undirected=self._bg_undirected)  # type: ignore[attr-defined]
         except Exception as exc:
-            raise self._corrupt(exc) from exc
+            raise self._file_error(self._bg_raw_files[0], exc) from exc
         self.save([data], self.processed_paths[0])  # type: ignore[attr-defined]
 
 
@@ -443,6 +506,23 @@ def _standardize(x: Tensor) -> Tensor:
     return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
 
 
+def _check_finite(x: Tensor, name: str, origin: str) -> None:
+    """Stop on NaN or infinite features, before any normalisation could spread or hide them.
+
+    The raw readers already refuse such files by name; this catches the rest (WikiCS, whose JSON
+    PyG parses, or a tampered cache) in one summation over the (stored) values.
+    """
+    sparse = x.layout == torch.sparse_csr
+    bad = readers.count_nonfinite(x.values() if sparse else x)
+    if bad:
+        stored = " stored" if sparse else ""
+        raise DatasetError(
+            f"{name}: {bad} of the features'{stored} values are NaN or infinite ({origin}); training on them "
+            f"ends in NaN losses: replace the bad file with a good copy (check it against SHA256SUMS if you "
+            f"have one), then delete the processed cache under {cache_root()}"
+        )
+
+
 def _finalize(data: Data, name: str, undirected: bool, *, dense_x: bool = True) -> Data:
     n = int(data.num_nodes)
     out = Data(num_nodes=n)
@@ -475,7 +555,8 @@ def load_dataset(
     """Load one graph as a PyG :class:`~torch_geometric.data.Data`.
 
     Raw files are read from ``<data root>/<group>/<name>`` (see :func:`resolve_data_root`) and
-    parsed by PyG's dataset classes; the processed graph is cached under :func:`cache_root`.
+    parsed as PyG's dataset classes parse them, but without unpickling anything that could run code
+    (see the module docstring); the processed graph is cached under :func:`cache_root`.
 
     Args:
         name: one of :data:`DATASET_NAMES` (case-insensitive, ``_`` accepted for ``-``).
@@ -513,7 +594,8 @@ def load_dataset(
 
     Raises:
         DatasetError: unknown name, missing raw files (after a failed or disabled download),
-            corrupted raw files, or ``csbm`` arguments that :func:`make_csbm` does not take.
+            corrupted raw files, a raw file that could run code when read (refused, never run),
+            NaN or infinite features, or ``csbm`` arguments that :func:`make_csbm` does not take.
         ValueError: a csbm argument is outside its accepted range.
 
     Examples:
@@ -531,9 +613,12 @@ def load_dataset(
         if unknown:
             raise DatasetError(f"csbm: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
         data = make_csbm(**kwargs)
+        origin = "the generated graph"
     else:
         data_root, source = _data_root_and_source(root)
         data = _load_raw(key, data_root, source, undirected, download)
+        origin = f"raw files in {data_root / _SPECS[key].subdir}"
+    _check_finite(data.x, key, origin)
     data = _finalize(data, key, undirected, dense_x=key != "csbm" and not sparse_x)
     if row_normalize:
         data.x = _row_normalize(data.x)
@@ -589,7 +674,9 @@ def get_splits(
 
     Raises:
         DatasetError: unknown protocol, or one the dataset does not support (the message lists
-            those that apply).
+            those that apply); or a graph too small for the probe: a split with an empty part, or
+            whose training nodes are all of one class (the message gives the sizes and what to
+            change, e.g. ``data.csbm.num_nodes``).
     """
     name = getattr(data, "name", "this dataset")
     applicable = _protocols(data)
@@ -603,15 +690,54 @@ def get_splits(
     labelled = getattr(data, "labelled", None)
     labelled = labelled if isinstance(labelled, Tensor) else torch.ones(n, dtype=torch.bool)
     if protocol == "random":
-        return random_splits(n, num_splits, train_frac, val_frac, split_seed, labelled=labelled)
-    if num_splits < 1:
-        raise ValueError(f"num_splits must be >= 1, got {num_splits}")
-
-    masks = [data.train_mask, data.val_mask, data.test_mask]
-    if protocol == "preset":  # WikiCS: (N, S) train/val masks with one (N,) test mask for all
-        masks = [m.view(-1, 1) if m.dim() == 1 else m for m in masks]
-        masks = [m & labelled.view(-1, 1) for m in masks]
+        try:
+            splits = random_splits(n, num_splits, train_frac, val_frac, split_seed, labelled=labelled)
+        except DatasetError as exc:
+            raise DatasetError(f"{name}: {exc}; {_larger_graph_hint(data)}") from None
     else:
-        masks = [m & labelled for m in masks]
-    splits = splits_from_masks(*masks)
-    return splits[:num_splits] if protocol == "preset" else splits
+        if num_splits < 1:
+            raise ValueError(f"num_splits must be >= 1, got {num_splits}")
+        masks = [data.train_mask, data.val_mask, data.test_mask]
+        if protocol == "preset":  # WikiCS: (N, S) train/val masks with one (N,) test mask for all
+            masks = [m.view(-1, 1) if m.dim() == 1 else m for m in masks]
+            masks = [m & labelled.view(-1, 1) for m in masks]
+        else:
+            masks = [m & labelled for m in masks]
+        try:
+            splits = splits_from_masks(*masks)
+        except ValueError as exc:  # a part left empty once unlabelled nodes are removed
+            raise DatasetError(f"{name}: the {protocol} split is unusable ({exc}); use eval.protocol=random") from None
+        if protocol == "preset":
+            splits = splits[:num_splits]
+    _check_two_classes(data, splits, protocol, train_frac, int(labelled.sum()))
+    return splits
+
+
+def _larger_graph_hint(data: Data) -> str:
+    if getattr(data, "name", None) == "csbm":
+        c = int(getattr(data, "num_classes", 0) or 2)
+        return (f"use a larger graph (data.csbm.num_nodes, e.g. {100 * c} or more: 100 per class) "
+                f"or fewer classes (data.csbm.num_classes)")
+    return "use a dataset with more labelled nodes per class"
+
+
+def _check_two_classes(data: Data, splits: list[Split], protocol: str, train_frac: float, num_labelled: int) -> None:
+    """The linear probe needs at least two classes among every split's training nodes; a small
+    graph (a tiny csbm) can draw a training set of one class. Stop before training, not after it."""
+    y = getattr(data, "y", None)
+    if not isinstance(y, Tensor):
+        return
+    y = y.view(-1)
+    for s, split in enumerate(splits):
+        classes = torch.unique(y[split.train])
+        if classes.numel() < 2:
+            name = getattr(data, "name", "this dataset")
+            num_classes = getattr(data, "num_classes", None)
+            in_classes = f" in {num_classes} classes" if num_classes is not None else ""
+            share = f" ({train_frac:.0%} of them)" if protocol == "random" else ""
+            raise DatasetError(
+                f"{name}: {num_labelled} labelled nodes{in_classes} are too few for the linear probe: "
+                f"{protocol} split {s + 1} of {len(splits)} trains it on {split.train.numel()} node(s){share}, "
+                f"all of class {int(classes[0])}, and it needs two classes among every split's training nodes; "
+                f"{_larger_graph_hint(data)}"
+            )

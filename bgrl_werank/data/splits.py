@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .errors import DatasetError
+
 
 @dataclass(frozen=True)
 class Split:
@@ -55,6 +57,11 @@ def random_splits(
 
     Returns:
         A list of :class:`Split`, identical for identical arguments.
+
+    Raises:
+        ValueError: ``num_splits`` or a fraction out of range.
+        DatasetError: too few candidate nodes for a training, a validation and a test node
+            (fewer than 3 at the default fractions).
     """
     if num_splits < 1:
         raise ValueError(f"num_splits must be >= 1, got {num_splits}")
@@ -63,6 +70,9 @@ def random_splits(
     candidates = torch.arange(num_nodes) if labelled is None else labelled.nonzero().view(-1)
     n = candidates.numel()
     n_train, n_val = max(1, round(train_frac * n)), max(1, round(val_frac * n))
+    if n_train + n_val >= n:
+        raise DatasetError(f"{n} labelled node(s) are too few for a random split into {n_train} training, "
+                           f"{n_val} validation and at least one test node")
     gen = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(num_splits):
