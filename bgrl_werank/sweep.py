@@ -56,7 +56,8 @@ from typing import Any, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import ConfigError, build_config, from_mapping, read_yaml, to_dict
+from .config import (PROBABILITY, SEED, Bounds, ConfigError, build_config, check_folder_name, check_ranges, closed,
+                     from_mapping, read_yaml, to_dict)
 from .labels import method_title, report_method, run_label
 
 MAX_P = 0.95  # scaled probabilities are clipped here (1.0 would drop everything)
@@ -82,6 +83,44 @@ class SweepConfig:
     methods: Union[list[str], None] = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     grid: dict = field(default_factory=dict)
+
+
+# Every numeric key of a sweep config and its range (bgrl_werank.config.RANGES explains the notation).
+# Grid values and overrides are run-config values: each cell's config is checked against RANGES.
+SWEEP_RANGES: dict[str, Bounds] = {
+    "seeds.*": SEED,  # run seeds: each cell runs with seed=<it>
+    # factors on the run config's probabilities, clipped at MAX_P, so beyond 100 they only saturate
+    "strength.scale.*": closed(0.0, 100.0),
+    "strength.explicit.*.*.*": PROBABILITY,  # [edge_drop_p, feat_mask_p] of each view of each setting
+}
+VIEW_KEYS = ("edge_drop_p", "feat_mask_p")
+EXPLICIT_SHAPE = "two views of [edge_drop_p, feat_mask_p], e.g. [[0.2, 0.3], [0.4, 0.4]]"
+
+
+def _is_view(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2 and not any(isinstance(p, (list, dict)) for p in v)
+
+
+def _check_strength_shape(strength: Any) -> None:
+    """The shape of a raw ``strength`` value, before its types are read, so that a wrong nesting is
+    said in terms of settings and views."""
+    if strength is None:
+        return
+    if not isinstance(strength, dict):
+        raise ConfigError(f"strength must be a mapping, scale: [factors] or explicit: [settings], or null for no "
+                          f"strength axis; got {strength!r}")
+    explicit = strength.get("explicit")
+    if explicit is None:
+        return
+    if not isinstance(explicit, list):
+        raise ConfigError(f"strength.explicit must be a list of settings, each {EXPLICIT_SHAPE}; got {explicit!r}")
+    for i, setting in enumerate(explicit):
+        if not (isinstance(setting, list) and len(setting) == 2 and all(_is_view(v) for v in setting)):
+            hint = ""
+            if len(explicit) == 2 and all(_is_view(v) for v in explicit):
+                hint = f" (one setting is a list of two views: write explicit: [{explicit}])"
+            raise ConfigError(f"strength.explicit.{i} must be {EXPLICIT_SHAPE}; explicit is a list of such settings, "
+                              f"got {setting!r}{hint}")
 
 
 def parse_method(entry: str) -> tuple[str, bool]:
@@ -126,8 +165,10 @@ class Cell:
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
     """Read and check a sweep config: its own keys, every run config it names, every cell's config."""
     data = read_yaml(path)
+    _check_strength_shape(data.get("strength"))
     sweep = from_mapping(SweepConfig, data)
     sweep.overrides = list(sweep.overrides) + list(overrides)
+    check_folder_name(sweep.name, "name")
     st = sweep.strength
     if st is not None:
         if (st.scale is None) == (st.explicit is None):
@@ -137,14 +178,13 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
         if not values:
             raise ConfigError(f"strength.{'scale' if st.scale is not None else 'explicit'} is empty; give at least one "
                               "setting, or leave strength out for no strength axis")
-        if st.scale is not None:
-            bad = [s for s in st.scale if s < 0]
-            if bad:
-                raise ConfigError(f"strength.scale values must be >= 0, got {bad}")
-        else:
-            for i, views in enumerate(st.explicit):
-                if len(views) != 2 or any(len(v) != 2 for v in views):
-                    raise ConfigError(f"strength.explicit.{i} must be two views of [edge_drop_p, feat_mask_p], got {views}")
+        for i, views in enumerate(st.explicit or []):
+            for v, view in enumerate(views):
+                for key, p in zip(VIEW_KEYS, view):
+                    if p not in PROBABILITY:  # said as the run-config key it sets, too
+                        raise ConfigError(f"strength.explicit.{i}.{v}.{VIEW_KEYS.index(key)} (view {v + 1}'s {key}, "
+                                          f"augment.{v}.{key}) must be a probability in {PROBABILITY.interval()}, got {p!r}")
+    check_ranges(sweep, SWEEP_RANGES)
     if sweep.methods is not None:
         if not sweep.methods:
             raise ConfigError("methods is empty; list entries such as bgrl, bgrl+werank, or leave methods out")

@@ -94,14 +94,47 @@ def _summary_md(figure: int, rows: list[dict], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _rerun(run_dir: Path, figure: object = None) -> str:
+    n = figure if isinstance(figure, int) and figure in FIGURES else "N"
+    return f"re-run the experiment (python -m bgrl_werank.toy --figure {n} --out {run_dir}, without --replot)"
+
+
+def read_json(path: Path, rerun: str) -> object:
+    """A JSON file the experiment wrote; a truncated, corrupted or unreadable one is a ConfigError
+    that names it and says to re-run."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"'{path}' is corrupted (byte offset {e.start} is not UTF-8 text); {rerun}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"'{path}' is truncated or corrupted (not valid JSON at line {e.lineno}, column {e.colno}: "
+                          f"{e.msg}); {rerun}") from None
+    except RecursionError:
+        raise ConfigError(f"'{path}' is corrupted (nested too deeply to read); {rerun}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read '{path}' ({e.strerror or e}); check it, or {rerun}") from None
+
+
 def _replot(run_dir: Path) -> int:
     spectra = run_dir / "spectra.json"
-    if not spectra.is_file():
-        raise ConfigError(f"'{spectra}' not found; --replot takes a run folder written by --figure")
-    data = json.loads(spectra.read_text())
-    cfg = load_config(run_dir / "config.yaml")
-    png = run_dir / f"fig{data['figure']}.png"
-    draw(cfg, data["figure"], data["runs"]).savefig(png, dpi=110)
+    config = run_dir / "config.yaml"
+    for f in (spectra, config):
+        if not f.is_file():
+            raise ConfigError(f"'{f}' not found; --replot takes a run folder written by --figure")
+    data = read_json(spectra, _rerun(run_dir))
+    figure = data.get("figure") if isinstance(data, dict) else None
+    rerun = _rerun(run_dir, figure)
+    if (not isinstance(data, dict) or figure not in FIGURES or isinstance(figure, bool)
+            or not isinstance(data.get("runs"), list) or not all(isinstance(r, dict) for r in data["runs"])):
+        raise ConfigError(f"'{spectra}' does not hold what --figure writes (a figure 1-5 and its runs); {rerun}")
+    cfg = load_config(config)
+    try:
+        fig = draw(cfg, figure, data["runs"])
+    except (KeyError, IndexError, TypeError, ValueError) as e:  # runs missing a spectrum, or of the wrong shape
+        raise ConfigError(f"'{spectra}' does not hold every spectrum figure {figure} needs "
+                          f"({type(e).__name__}: {e}); {rerun}") from e
+    png = run_dir / f"fig{figure}.png"
+    fig.savefig(png, dpi=110)
     print(f"wrote {png}", file=sys.stderr)
     return 0
 

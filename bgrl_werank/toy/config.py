@@ -11,12 +11,12 @@ without WERank (alpha = 0) and once with ``werank.alpha``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from ..config import ConfigError, build_schema, read_yaml, save_config, to_dict
+from ..config import (COEFF, SEED, THREADS, Bounds, ConfigError, build_schema, check_ranges, closed, open_low,
+                      read_yaml, save_config, to_dict)
 from .model import INITS
 
 LOSSES = ("vicreg", "infonce", "ema")
@@ -117,64 +117,82 @@ class ToyConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
+# Every numeric key's range (see bgrl_werank.config.RANGES for the notation and the shared bounds).
+# Seeds: SEED holds the noise stream's seed + NOISE_SEED_OFFSET (1 000 003) as well.
+TOY_LR = open_low(0.0, 100.0)  # full-batch SGD / AdamW steps: the shipped rates are 0.01 to 1
+TOY_WEIGHT_DECAY = closed(0.0, 100.0)
+# the paper's deepest linear network has 4 layers; Figure 1 draws a panel per layer (64: half a
+# minute; 1000 layers never finish drawing)
+MAX_DEPTH = closed(1, 64)
+NOISE_K = closed(0.0, 1e6)  # a noise variance: 1e6 keeps squared embeddings finite in float32
+TOY_RANGES: dict[str, Bounds] = {
+    "seed": SEED,
+    "threads": THREADS,
+    # full batch: the data and both views are dense N x dim float32 tensors (10^6 x 1024: 4 GiB each;
+    # the paper uses 1000 x 16); dim: every record also takes an SVD of every dim x dim layer
+    "data.num_points": closed(2, 1_000_000),
+    "data.dim": closed(1, 1024),
+    "data.noise_dims": closed(0, 1024),  # and <= data.dim (checked below)
+    "data.k": NOISE_K,
+    "data.seed": SEED,
+    "model.num_layers": MAX_DEPTH,
+    "model.init_scale": open_low(0.0, 100.0),  # 0 would start from all-zero weights (no gradient)
+    "vicreg.invariance": COEFF,
+    "vicreg.variance": COEFF,
+    "vicreg.covariance": COEFF,
+    "vicreg.eps": open_low(0.0, 1.0),  # in sqrt(var + eps), to keep it differentiable at 0 variance
+    "vicreg.optim.lr": TOY_LR,
+    "vicreg.optim.weight_decay": TOY_WEIGHT_DECAY,
+    # temperature: below 1e-6 the logits overflow float32, above 10^3 the loss is flat
+    "infonce.temperature": closed(1e-6, 1e3),
+    "infonce.optim.lr": TOY_LR,
+    "infonce.optim.weight_decay": TOY_WEIGHT_DECAY,
+    "ema.momentum": closed(0.0, 1.0),  # the EMA weight of the old teacher
+    "ema.optim.lr": TOY_LR,
+    "ema.optim.weight_decay": TOY_WEIGHT_DECAY,
+    "werank.alpha": COEFF,
+    # one full-batch step per epoch; the paper's longest runs are 10 000 epochs, and every record is
+    # kept in memory and in spectra.json
+    "train.epochs": closed(1, 1_000_000),
+    "train.record_every": closed(1, 1_000_000),
+    "sweep.num_layers.*": MAX_DEPTH,
+    "sweep.k.*": NOISE_K,
+}
+
+
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
 
 
-def _finite(x: float) -> bool:
-    return math.isfinite(x)
-
-
-def _check_optim(o: OptimConfig, key: str) -> None:
-    _check(o.name in OPTIMIZERS, f"{key}.name must be one of {', '.join(OPTIMIZERS)}, got {o.name!r}")
-    _check(_finite(o.lr) and o.lr > 0, f"{key}.lr must be a finite number > 0, got {o.lr}")
-    _check(_finite(o.weight_decay) and o.weight_decay >= 0, f"{key}.weight_decay must be >= 0, got {o.weight_decay}")
-
-
 def validate(cfg: ToyConfig) -> ToyConfig:
-    """Range checks that types cannot express; returns ``cfg`` or raises ConfigError naming the key."""
+    """Range checks that types cannot express; returns ``cfg`` or raises ConfigError naming the key.
+
+    Every numeric key is checked against :data:`TOY_RANGES`; the checks here add choices, list
+    lengths and conditions between keys.
+    """
+    check_ranges(cfg, TOY_RANGES)
     d = cfg.data
-    _check(d.dim >= 1, f"data.dim must be >= 1, got {d.dim}")
     _check(d.num_points > d.dim, f"data.num_points must be > data.dim ({d.dim}) to whiten, got {d.num_points}")
-    _check(0 <= d.noise_dims <= d.dim, f"data.noise_dims must be in [0, data.dim={d.dim}], got {d.noise_dims}")
+    _check(d.noise_dims <= d.dim, f"data.noise_dims must be in [0, data.dim={d.dim}], got {d.noise_dims}")
     if d.whiten_noise and d.noise_dims > 0:
         _check(d.num_points > d.noise_dims, f"data.num_points must be > data.noise_dims to whiten the noise, got {d.num_points}")
-    _check(_finite(d.k) and d.k >= 0, f"data.k must be a finite number >= 0, got {d.k}")
     m = cfg.model
-    _check(m.num_layers >= 1, f"model.num_layers must be >= 1, got {m.num_layers}")
     _check(m.init in INITS, f"model.init must be one of {', '.join(INITS)}, got {m.init!r}")
-    _check(_finite(m.init_scale) and m.init_scale > 0, f"model.init_scale must be a finite number > 0, got {m.init_scale}")
     _check(cfg.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
-    v = cfg.vicreg
-    for key in ("invariance", "variance", "covariance"):
-        val = getattr(v, key)
-        _check(_finite(val) and val >= 0, f"vicreg.{key} must be a finite number >= 0, got {val}")
-    _check(_finite(v.eps) and v.eps > 0, f"vicreg.eps must be > 0, got {v.eps}")
-    _check_optim(v.optim, "vicreg.optim")
-    _check(_finite(cfg.infonce.temperature) and cfg.infonce.temperature > 0,
-           f"infonce.temperature must be > 0, got {cfg.infonce.temperature}")
-    _check_optim(cfg.infonce.optim, "infonce.optim")
+    for key in ("vicreg", "infonce", "ema"):
+        name = getattr(cfg, key).optim.name
+        _check(name in OPTIMIZERS, f"{key}.optim.name must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
     e = cfg.ema
-    _check(0.0 <= e.momentum <= 1.0, f"ema.momentum must be in [0, 1], got {e.momentum}")
     _check(e.predictor in PREDICTORS, f"ema.predictor must be one of {', '.join(PREDICTORS)}, got {e.predictor!r}")
-    _check_optim(e.optim, "ema.optim")
-    _check(_finite(cfg.werank.alpha) and cfg.werank.alpha >= 0, f"werank.alpha must be a finite number >= 0, got {cfg.werank.alpha}")
     t = cfg.train
-    _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
-    _check(t.record_every >= 1, f"train.record_every must be >= 1, got {t.record_every}")
     _check(t.progress in ("auto", "bar", "none"), f"train.progress must be auto, bar or none, got {t.progress!r}")
     s = cfg.sweep
     _check(len(s.num_layers) > 0, "sweep.num_layers is empty; give at least one depth, e.g. [1, 2, 3, 4]")
-    for i, n in enumerate(s.num_layers):
-        _check(n >= 1, f"sweep.num_layers.{i} must be >= 1, got {n}")
     _check(len(s.k) > 0, "sweep.k is empty; give at least one noise strength, e.g. [0.1, 1.0]")
-    for i, k in enumerate(s.k):
-        _check(_finite(k) and k >= 0, f"sweep.k.{i} must be a finite number >= 0, got {k}")
     _check(len(s.losses) > 0, "sweep.losses is empty; give at least one of " + ", ".join(LOSSES))
     for i, name in enumerate(s.losses):
         _check(name in LOSSES, f"sweep.losses.{i} must be one of {', '.join(LOSSES)}, got {name!r}")
-    _check(cfg.threads >= 0, f"threads must be >= 0 (0 keeps torch's default), got {cfg.threads}")
     return cfg
 
 

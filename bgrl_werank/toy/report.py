@@ -33,13 +33,41 @@ class ReportError(Exception):
     pass
 
 
+def _command(folder: str) -> str:
+    return next((command for _, f, command in RUNS if f == folder), "its command in bgrl_werank/toy/report.py RUNS")
+
+
+def _read(path: Path, folder: str) -> str:
+    """A file the experiment wrote, as text; an unreadable or non-UTF-8 one is a ReportError saying to re-run."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ReportError(f"'{path}' is corrupted (byte offset {e.start} is not UTF-8 text); re-run the experiment: "
+                          f"{_command(folder)}") from None
+    except OSError as e:
+        raise ReportError(f"cannot read '{path}' ({e.strerror or e}); check it, or re-run the experiment: {_command(folder)}") from None
+
+
+def _read_json(path: Path, folder: str) -> dict:
+    try:
+        data = json.loads(_read(path, folder))
+    except json.JSONDecodeError as e:
+        raise ReportError(f"'{path}' is truncated or corrupted (not valid JSON at line {e.lineno}, column {e.colno}: "
+                          f"{e.msg}); re-run the experiment: {_command(folder)}") from None
+    except RecursionError:
+        raise ReportError(f"'{path}' is corrupted (nested too deeply to read); re-run the experiment: {_command(folder)}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
+        raise ReportError(f"'{path}' does not hold what --figure writes (its runs); re-run the experiment: {_command(folder)}")
+    return data
+
+
 def _load(runs: Path, folder: str) -> dict:
     path = runs / folder / "spectra.json"
     summary = runs / folder / "summary.json"
     if not path.is_file() or not summary.is_file():
         raise ReportError(f"'{runs / folder}' has no spectra.json/summary.json; run the command in bgrl_werank/toy/report.py RUNS first")
-    data = json.loads(path.read_text())
-    data["summary"] = json.loads(summary.read_text())
+    data = _read_json(path, folder)
+    data["summary"] = _read_json(summary, folder)
     data["folder"] = folder
     return data
 
@@ -198,7 +226,12 @@ def figure_block(figure: int, loaded: dict[str, dict]) -> str:
 def spectra_details(runs: Path) -> str:
     out = []
     for _, folder, _ in RUNS:
-        md = (runs / folder / "summary.md").read_text().strip().splitlines()
+        path = runs / folder / "summary.md"
+        if not path.is_file():
+            raise ReportError(f"'{runs / folder}' has no summary.md; re-run the experiment: {_command(folder)}")
+        md = _read(path, folder).strip().splitlines()
+        if not md or not md[0].startswith("# "):
+            raise ReportError(f"'{path}' is truncated or corrupted (no '# ' title line); re-run the experiment: {_command(folder)}")
         title = md[0].lstrip("# ").strip()
         out.append(f"<details><summary>runs/toy/{folder} — {title}</summary>\n\n" + "\n".join(md[1:]).strip() + "\n\n</details>\n")
     return "\n".join(out)
@@ -208,9 +241,13 @@ def build(runs: str | Path = "runs/toy") -> dict[str, str]:
     """Every generated block, by README marker."""
     runs = Path(runs)
     loaded = {folder: _load(runs, folder) for _, folder, _ in RUNS}
-    blocks = {"toy-runtimes": runtime_table(loaded)}
-    for figure in FIGURE_FOLDERS:
-        blocks[f"toy-fig{figure}"] = figure_block(figure, loaded)
+    try:
+        blocks = {"toy-runtimes": runtime_table(loaded)}
+        for figure in FIGURE_FOLDERS:
+            blocks[f"toy-fig{figure}"] = figure_block(figure, loaded)
+    except (KeyError, IndexError, TypeError, ValueError) as e:  # valid JSON, but not every entry a run writes
+        raise ReportError(f"a spectra.json or summary.json under '{runs}' lacks an entry its figure needs "
+                          f"({type(e).__name__}: {e}); re-run that experiment (the commands: bgrl_werank/toy/report.py RUNS)") from e
     blocks["toy-spectra"] = spectra_details(runs)
     return blocks
 
