@@ -34,6 +34,10 @@ while the other cells go on. Outputs: ``results.csv`` (one row per cell, with it
 their difference), and ``accuracy_vs_strength.png`` and ``rankme_vs_strength.png`` when there is a
 strength axis of more than one value, else ``accuracy_by_setting.png`` and ``rankme_by_setting.png``.
 ``--summarize`` rewrites those outputs from the cells as they are, running nothing.
+
+One sweep process at a time owns a sweep folder (:func:`bgrl_werank.rundir.claim`; a second one stops
+with one line), and each cell's run owns its cell. Ctrl-C or SIGTERM stops the sweep with one line
+(exit 130): the running cell checkpoints, and the same command continues where it stopped.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ from tqdm.auto import tqdm
 from .config import (PROBABILITY, SEED, Bounds, ConfigError, build_config, check_folder_name, check_ranges, closed,
                      from_mapping, read_yaml, to_dict)
 from .labels import method_title, report_method, run_label
+from .rundir import RunDirError, atomic_write_text, claim, read_jsonl
+
+EXIT_INTERRUPTED = 130
 
 MAX_P = 0.95  # scaled probabilities are clipped here (1.0 would drop everything)
 CONFIG_AXIS = "config"  # the grid axis whose values are run-config files (they replace ``base``)
@@ -327,6 +334,8 @@ def _run_cell(sweep_dir: str, cell: Cell, base: str, overrides: list[str], threa
     except BaseException:  # noqa: BLE001 - a cell must never take the sweep down
         rc, err = 1, io.StringIO(traceback.format_exc())
     lines = [ln for ln in err.getvalue().strip().splitlines() if ln.startswith("error:") or "Error" in ln]
+    if rc == EXIT_INTERRUPTED:  # Ctrl-C or SIGTERM reached the cell: the sweep stops, the cell resumes next time
+        raise KeyboardInterrupt(cell.name)
     if rc != 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         msg = lines[-1] if lines else f"exit code {rc}"
@@ -353,11 +362,11 @@ def _row(sweep_dir: Path, cell: Cell) -> dict:
     report = run_dir / "report.json"
     if report.exists():
         r = json.loads(report.read_text())
-        last = {}
-        metrics = run_dir / "metrics.jsonl"
-        if metrics.exists():
-            lines = metrics.read_text().splitlines()
-            last = json.loads(lines[-1]) if lines else {}
+        try:
+            records, _ = read_jsonl(run_dir / "metrics.jsonl")  # a torn last line is left out
+        except RunDirError:
+            records = []
+        last = records[-1] if records else {}
         method, werank = report_method(r), bool(r.get("werank", cell.werank))  # what the cell ran
         row.update(
             method=method, werank=werank, label=run_label(method, werank),
@@ -386,10 +395,11 @@ def write_results(sweep_dir: Path, cells: list[Cell], grid_keys: list[str]) -> l
     rows = [_row(sweep_dir, c) for c in cells]
     at = RESULT_COLUMNS.index("seed") + 1  # the grid's columns follow the cell's identity
     cols = RESULT_COLUMNS[:at] + grid_keys + RESULT_COLUMNS[at:]
-    with open(sweep_dir / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(sweep_dir / "results.csv", buf.getvalue())
     return rows
 
 
@@ -545,7 +555,7 @@ def write_outputs(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell]) -> lis
     """``results.csv``, ``summary.md`` and the figures, from the cells' folders as they are now."""
     grid_keys = list(sweep.grid)
     rows = write_results(sweep_dir, cells, grid_keys)
-    (sweep_dir / "summary.md").write_text(summarize(rows, grid_keys, sweep.name))
+    atomic_write_text(sweep_dir / "summary.md", summarize(rows, grid_keys, sweep.name))
     if any(r["status"] == "done" for r in rows):
         plot(rows, sweep_dir, grid_keys, explicit=sweep.strength is not None and sweep.strength.explicit is not None)
     return rows
@@ -559,9 +569,15 @@ def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None, r
     if not run:
         if not (sweep_dir / "cells").is_dir():
             raise ConfigError(f"--summarize: no sweep folder '{sweep_dir}' with cells; run the sweep first (or pass --out)")
-        return sweep_dir, write_outputs(sweep, sweep_dir, cells)
+        with claim(sweep_dir):
+            return sweep_dir, write_outputs(sweep, sweep_dir, cells)
     (sweep_dir / "cells").mkdir(parents=True, exist_ok=True)
-    (sweep_dir / "sweep.json").write_text(json.dumps(to_dict(sweep), indent=2) + "\n")
+    with claim(sweep_dir):  # one sweep process per sweep folder; each cell is claimed by its own run
+        return _run_cells(sweep, sweep_dir, cells, jobs, progress)
+
+
+def _run_cells(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell], jobs: int, progress: bool | None) -> tuple[Path, list[dict]]:
+    atomic_write_text(sweep_dir / "sweep.json", json.dumps(to_dict(sweep), indent=2) + "\n")
     todo = [c for c in cells if not (sweep_dir / "cells" / c.name / "report.json").exists()]
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     show = sys.stderr.isatty() if progress is None else progress
@@ -608,12 +624,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             sweep.out_dir = args.out
         sweep_dir, rows = run_sweep(sweep, args.jobs, run=not args.summarize)
+    except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
+        print("interrupted; finished cells are kept and an interrupted cell resumes from its checkpoint: run the "
+              "same command again to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001
         if args.debug:
             traceback.print_exc()
         from .data import DatasetError
 
-        if isinstance(e, (ConfigError, DatasetError, OSError)):
+        if isinstance(e, (ConfigError, DatasetError, RunDirError, OSError)):
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise
@@ -629,4 +651,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    def _terminate(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _terminate)  # like Ctrl-C: the running cell checkpoints, the sweep stops
     sys.exit(main())

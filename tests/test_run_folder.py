@@ -411,3 +411,61 @@ def test_interrupted_eval_is_one_line_and_leaves_no_folder(finished, tmp_path):
     assert proc.returncode == 130, err
     assert _error_lines(err)[-1].startswith("interrupted (SIGINT)") and "Traceback" not in err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------- sweeps
+def _sweep_config(tmp_path: Path, epochs: int) -> Path:
+    import yaml
+
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"name": "tiny"}))
+    cfg = {"name": "tiny", "out_dir": str(tmp_path / "sweeps"), "base": str(base), "seeds": [0, 1],
+           "overrides": TINY + [f"train.epochs={epochs}", "checkpoint.every=5", "eval.num_splits=2"]}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_second_sweep_on_a_sweep_folder_in_use_is_refused(tmp_path, capsys):
+    from bgrl_werank import sweep as sweep_mod
+
+    path = _sweep_config(tmp_path, 3)
+    folder = tmp_path / "sweeps" / "tiny"
+    folder.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(120)",
+                               str(folder / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        capsys.readouterr()
+        assert sweep_mod.main(["--config", str(path)]) == 2
+        assert "is in use by" in _one_error_line(capsys)
+        assert not (folder / "cells").exists() or not any((folder / "cells").iterdir())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sweep_mod.main(["--config", str(path)]) == 0  # the lock died with its holder
+
+
+def test_an_interrupted_sweep_is_one_line_and_continues_where_it_stopped(tmp_path):
+    from bgrl_werank import sweep as sweep_mod
+
+    path = _sweep_config(tmp_path, 150)
+    cells = tmp_path / "sweeps" / "tiny" / "cells"
+    proc = subprocess.Popen([sys.executable, "-m", "bgrl_werank.sweep", "--config", str(path)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: cells.is_dir() and any((c / "checkpoint.pt").exists() for c in cells.iterdir()),
+                  what="the first cell's first checkpoint")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted; finished cells are kept")
+    (first,) = [c for c in cells.iterdir() if (c / "checkpoint.pt").exists()]
+    stopped_at = torch.load(first / "checkpoint.pt", weights_only=True)["epoch"]
+    assert 0 < stopped_at < 150 and not (first / "error.txt").exists()
+    assert sweep_mod.main(["--config", str(path)]) == 0
+    assert [r["epoch"] for r in _records(first)] == list(range(1, 151))  # resumed, not started over
