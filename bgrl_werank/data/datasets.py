@@ -219,9 +219,14 @@ class _Layout:
                 if 3 * int(torch.count_nonzero(x)) < x.numel():
                     data.x = x.to_sparse_csr()
         # Write then rename, so an interrupted run never leaves a truncated cache file.
+        # Whatever stops the write (an error, Ctrl-C, a full disk) removes the temporary.
         tmp = f"{path}.tmp-{os.getpid()}"
-        super().save(data_list, tmp)  # type: ignore[misc]
-        os.replace(tmp, path)
+        try:
+            super().save(data_list, tmp)  # type: ignore[misc]
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def _process(self) -> None:
         """PyG's ``Dataset._process`` without its checks of ``pre_transform.pt`` / ``pre_filter.pt``.
