@@ -4,14 +4,19 @@
 import signal
 import sys
 
+# Until bgrl_werank.cli takes over (SignalGate), a first SIGINT/SIGTERM is only recorded: an interrupt
+# inside an import can leave a library half-imported. A second one stops at once.
+_held: list[str] = []
 
-def _terminate(signum, _frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+def _hold(signum, _frame):
+    _held.append(signal.Signals(signum).name)
+    if len(_held) > 1:
+        raise KeyboardInterrupt(_held[0])
 
 
-# SIGTERM is handled like Ctrl-C from the first moment (one line, exit 130, the folder resumable);
-# an interrupt while the libraries are still being imported has written nothing.
-signal.signal(signal.SIGTERM, _terminate)
+signal.signal(signal.SIGINT, _hold)
+signal.signal(signal.SIGTERM, _hold)
 try:
     from bgrl_werank.cli import train_main
 except KeyboardInterrupt as e:
@@ -19,4 +24,4 @@ except KeyboardInterrupt as e:
     sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    sys.exit(train_main(signals=_held))

@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -70,13 +71,61 @@ def _fail(msg: str) -> int:
     return EXIT_ERROR
 
 
+class SignalGate:
+    """SIGINT and SIGTERM for a command-line run: held while it is unsafe to stop, acted on at once
+    where it is safe.
+
+    An interrupt raised inside an import can leave a library half-imported (seen here: numpy's
+    lazily imported ``numpy.exceptions`` left in ``sys.modules`` but not bound, after which every
+    import of scipy recursed without end and the error handler itself failed). So while a command
+    starts (imports, data, model) a first signal is only recorded, and :meth:`check`, called between
+    those steps, turns it into ``KeyboardInterrupt``; a second signal stops at once. Where nothing
+    can be half-done any more (the final probe), ``immediate`` makes the first one stop at once.
+    During training the trainer's own handler takes over (finish the epoch, checkpoint).
+    """
+
+    def __init__(self, held: list[str] | None = None) -> None:
+        # the signals that arrived, first first; shared with train.py / eval.py (what they recorded
+        # while importing this package) or a sweep (which stops between cells on any)
+        self.held = held if held is not None else []
+        self.immediate = False
+
+    def install(self) -> "SignalGate":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self)
+        return self
+
+    def __call__(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        stop_now = self.immediate or bool(self.held)
+        self.held.append(name)
+        if stop_now:
+            raise KeyboardInterrupt(self.held[0])
+
+    def check(self) -> None:
+        """Raise the first signal that arrived, if any, as ``KeyboardInterrupt``."""
+        if self.held:
+            raise KeyboardInterrupt(self.held[0])
+
+
 class _Stage:
     """Where a command is, so that an interrupt at any moment can say what state it left behind."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: SignalGate | None = None) -> None:
         self.name = "start"  # start | prepared | final-eval | eval
         self.run_dir: Path | None = None
         self.epoch = 0
+        self.gate = gate
+
+    def check(self) -> None:
+        """A safe point: stop here if a signal arrived."""
+        if self.gate is not None:
+            self.gate.check()
+
+    def safe_to_stop_at_once(self) -> None:
+        if self.gate is not None:
+            self.gate.check()
+            self.gate.immediate = True
 
     def interrupted(self, signame: str) -> str:
         r = self.run_dir
@@ -91,28 +140,33 @@ class _Stage:
         return f"interrupted ({signame}) before the run started; nothing was written"
 
 
-def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Namespace) -> int:
-    stage = _Stage()
+def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Namespace, gate: SignalGate | None = None) -> int:
+    stage = _Stage(gate)
+    errors: tuple[type[BaseException], ...] = ()
     try:
+        if gate is not None:
+            gate.install()
+        errors = _user_errors()  # imported now: the handlers below must not import anything
+        stage.check()
         return fn(args, stage)
     except KeyboardInterrupt as e:
         if args.debug:
             traceback.print_exc()
         print(stage.interrupted(str(e) or "SIGINT"), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except _user_errors() as e:
+    except Exception as e:  # noqa: BLE001 - sorted below; anything else is re-raised
         if args.debug:
             traceback.print_exc()
-        return _fail(str(e))
-    except OSError as e:
-        if args.debug:
-            traceback.print_exc()
-        from .rundir import is_disk_full
+        if isinstance(e, errors):
+            return _fail(str(e))
+        if isinstance(e, OSError):
+            from .rundir import is_disk_full
 
-        where = f" '{e.filename}'" if getattr(e, "filename", None) else ""
-        if is_disk_full(e):
-            return _fail(f"no space left on the device{where}; free some space there, then run the command again")
-        return _fail(f"{e.strerror or e}{where}; check the path and its permissions")
+            where = f" '{e.filename}'" if getattr(e, "filename", None) else ""
+            if is_disk_full(e):
+                return _fail(f"no space left on the device{where}; free some space there, then run the command again")
+            return _fail(f"{e.strerror or e}{where}; check the path and its permissions")
+        raise
 
 
 def _set_threads(cfg: Config) -> None:
@@ -289,14 +343,17 @@ def _train(args: argparse.Namespace, stage: _Stage) -> int:
         state, changes = None, {}
     _set_threads(cfg)
     backend = resolve_backend(cfg)  # a device this machine lacks fails here, before anything is loaded
+    stage.check()
     graph = load_graph(cfg)  # fails early on missing or bad data, before any folder is created
     if not args.no_eval:
         probe_splits(cfg, graph)  # and on a split protocol the dataset lacks, before any training
+    stage.check()
     # builds the method: an unknown encoder option or a werank.alpha list of the wrong length fails
     # here, before a run folder exists
     trainer = Trainer(cfg, graph, ".", backend=backend)
     if state is not None:
         trainer.load_state_dict(state)  # a checkpoint that does not fit fails here, before anything is written
+    stage.check()
     if args.resume:
         owner = claim(run_dir)
         try:
@@ -320,6 +377,7 @@ def _train(args: argparse.Namespace, stage: _Stage) -> int:
         if changes or not (run_dir / "config.yaml").exists():
             _save_config(cfg, run_dir / "config.yaml")
         stage.name = "prepared"
+        stage.check()
         trainer.run_dir = Path(run_dir)
         if args.resume:
             print(f"resuming {run_dir} at epoch {trainer.epoch}/{cfg.train.epochs}"
@@ -339,6 +397,7 @@ def _train(args: argparse.Namespace, stage: _Stage) -> int:
                   f"python train.py --resume {run_dir}", file=sys.stderr)
             return EXIT_INTERRUPTED
         stage.name, stage.epoch = "final-eval", trainer.epoch
+        stage.safe_to_stop_at_once()  # the checkpoint is complete; nothing below is left half-done by stopping
         train_seconds = time.perf_counter() - t0 + float(progress.get("train_seconds", 0.0))
         progress["train_seconds"] = train_seconds
         _write_progress(run_dir, progress)
@@ -361,10 +420,15 @@ def _train(args: argparse.Namespace, stage: _Stage) -> int:
         return 0
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    """``python train.py ...``; returns the exit code."""
+def train_main(argv: list[str] | None = None, *, signals: list[str] | None = None) -> int:
+    """``python train.py ...``; returns the exit code.
+
+    ``signals``: take over SIGINT/SIGTERM (:class:`SignalGate`) and act on the names in this list
+    (those ``train.py`` recorded while it imported the package). None, as when called from Python,
+    leaves signal handling alone, except during training (the trainer's handler).
+    """
     args = _train_parser().parse_args(argv)
-    return _guard(_train, args)
+    return _guard(_train, args, SignalGate(signals) if signals is not None else None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -425,7 +489,9 @@ def _eval(args: argparse.Namespace, stage: _Stage) -> int:
     check_changes(trained, cfg, EVAL_MAY_CHANGE, "eval.py",
                   "the report describes the checkpoint as it was trained (train another run to change it)")
     _set_threads(cfg)
+    stage.check()
     graph = load_graph(cfg)
+    stage.check()
     if graph.x.size(1) != int(state.get("in_channels", graph.x.size(1))):
         raise CheckpointError(
             f"checkpoint expects {state['in_channels']} input features but {cfg.data.name} has {graph.x.size(1)}; "
@@ -438,6 +504,7 @@ def _eval(args: argparse.Namespace, stage: _Stage) -> int:
     _writable_ancestor(out)  # fail before the probe, creating nothing
     trainer = Trainer(cfg, graph, run_dir, progress=False)
     trainer.load_state_dict(state)
+    stage.safe_to_stop_at_once()  # nothing is written before the probe is done
     probe = evaluate(cfg, trainer.method, graph, trainer.backend)
     extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],
              "checkpoint": str(ckpt_path), "epoch": trainer.epoch, "epochs_trained": trainer.epoch}
@@ -462,10 +529,10 @@ def _eval(args: argparse.Namespace, stage: _Stage) -> int:
     return 0
 
 
-def eval_main(argv: list[str] | None = None) -> int:
-    """``python eval.py ...``; returns the exit code."""
+def eval_main(argv: list[str] | None = None, *, signals: list[str] | None = None) -> int:
+    """``python eval.py ...``; returns the exit code (``signals``: as for :func:`train_main`)."""
     args = _eval_parser().parse_args(argv)
-    return _guard(_eval, args)
+    return _guard(_eval, args, SignalGate(signals) if signals is not None else None)
 
 
-__all__ = ["train_main", "eval_main", "RunDirError"]
+__all__ = ["train_main", "eval_main", "RunDirError", "SignalGate"]

@@ -49,13 +49,14 @@ import io
 import itertools
 import json
 import os
+import signal
 import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -64,6 +65,9 @@ from .config import (PROBABILITY, SEED, Bounds, ConfigError, build_config, check
                      from_mapping, read_yaml, to_dict)
 from .labels import method_title, report_method, run_label
 from .rundir import RunDirError, atomic_write_text, claim, read_jsonl
+
+if TYPE_CHECKING:
+    from .cli import SignalGate
 
 EXIT_INTERRUPTED = 130
 
@@ -314,8 +318,10 @@ def make_cells(sweep: SweepConfig) -> list[Cell]:
     return cells
 
 
-def _run_cell(sweep_dir: str, cell: Cell, base: str, overrides: list[str], threads: int) -> dict:
-    """Run one cell in this process; never raises (failures are returned)."""
+def _run_cell(sweep_dir: str, cell: Cell, base: str, overrides: list[str], threads: int,
+              signals: list[str] | None = None) -> dict:
+    """Run one cell in this process; failures are returned, an interrupt (exit 130) is raised as
+    KeyboardInterrupt. ``signals``: as :func:`bgrl_werank.cli.train_main`'s."""
     from .cli import train_main
 
     run_dir = Path(sweep_dir) / "cells" / cell.name
@@ -330,7 +336,7 @@ def _run_cell(sweep_dir: str, cell: Cell, base: str, overrides: list[str], threa
     t0 = time.perf_counter()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            rc = train_main(argv)
+            rc = train_main(argv, signals=signals)
     except BaseException:  # noqa: BLE001 - a cell must never take the sweep down
         rc, err = 1, io.StringIO(traceback.format_exc())
     lines = [ln for ln in err.getvalue().strip().splitlines() if ln.startswith("error:") or "Error" in ln]
@@ -561,9 +567,11 @@ def write_outputs(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell]) -> lis
     return rows
 
 
-def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None, run: bool = True) -> tuple[Path, list[dict]]:
+def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None, run: bool = True,
+              gate: SignalGate | None = None) -> tuple[Path, list[dict]]:
     """Run every missing or failed cell (``jobs`` at a time), then write the outputs; ``run=False``
-    only rewrites the outputs from the cells already there."""
+    only rewrites the outputs from the cells already there. ``gate``: the command line's SIGINT/SIGTERM
+    handling (cells then stop at an epoch's end with a checkpoint, and the sweep between cells)."""
     sweep_dir = Path(sweep.out_dir) / sweep.name
     cells = make_cells(sweep)
     if not run:
@@ -573,10 +581,11 @@ def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None, r
             return sweep_dir, write_outputs(sweep, sweep_dir, cells)
     (sweep_dir / "cells").mkdir(parents=True, exist_ok=True)
     with claim(sweep_dir):  # one sweep process per sweep folder; each cell is claimed by its own run
-        return _run_cells(sweep, sweep_dir, cells, jobs, progress)
+        return _run_cells(sweep, sweep_dir, cells, jobs, progress, gate)
 
 
-def _run_cells(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell], jobs: int, progress: bool | None) -> tuple[Path, list[dict]]:
+def _run_cells(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell], jobs: int, progress: bool | None,
+               gate: SignalGate | None) -> tuple[Path, list[dict]]:
     atomic_write_text(sweep_dir / "sweep.json", json.dumps(to_dict(sweep), indent=2) + "\n")
     todo = [c for c in cells if not (sweep_dir / "cells" / c.name / "report.json").exists()]
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
@@ -587,16 +596,13 @@ def _run_cells(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell], jobs: int
     try:
         if jobs <= 1:
             for c in todo:
-                res = _run_cell(str(sweep_dir), c, c.base, sweep.overrides, threads)
+                if gate is not None:
+                    gate.check()  # between cells: stop here on a signal that arrived
+                res = _run_cell(str(sweep_dir), c, c.base, sweep.overrides, threads, gate.held if gate else None)
                 failures += [res] if not res["ok"] else []
                 bar.update(1)
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_run_cell, str(sweep_dir), c, c.base, sweep.overrides, threads) for c in todo]
-                for fut in as_completed(futures):
-                    res = fut.result()
-                    failures += [res] if not res["ok"] else []
-                    bar.update(1)
+            failures += _run_parallel(sweep, sweep_dir, todo, jobs, threads, gate, bar)
     finally:
         bar.close()
         rows = write_outputs(sweep, sweep_dir, cells)
@@ -605,7 +611,37 @@ def _run_cells(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell], jobs: int
     return sweep_dir, rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run_parallel(sweep: SweepConfig, sweep_dir: Path, todo: list[Cell], jobs: int, threads: int,
+                  gate: SignalGate | None, bar: Any) -> list[dict]:
+    """Cells in ``jobs`` worker processes. On an interrupt the workers are told to stop too (each
+    finishes its epoch and checkpoints), the cells not started are cancelled, and it is re-raised."""
+    failures = []
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
+        signals = [] if gate is not None else None  # each worker's cell handles its own signals
+        futures = [pool.submit(_run_cell, str(sweep_dir), c, c.base, sweep.overrides, threads, signals) for c in todo]
+        if gate is not None:
+            gate.check()
+            gate.immediate = True  # this process only waits: it may stop at once
+        for fut in as_completed(futures):
+            res = fut.result()
+            failures += [res] if not res["ok"] else []
+            bar.update(1)
+    except KeyboardInterrupt:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):  # private, but the only handle on the workers
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except OSError:
+                pass
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return failures
+
+
+def main(argv: list[str] | None = None, signals: list[str] | None = None) -> int:
+    """``python -m bgrl_werank.sweep ...``; returns the exit code (``signals``: handle SIGINT/SIGTERM
+    as ``train.py`` does, see :class:`bgrl_werank.cli.SignalGate`)."""
     p = argparse.ArgumentParser(prog="python -m bgrl_werank.sweep", description="Sweeps over strength, run configs, methods and any config key (resumable, parallel).")
     p.add_argument("--config", required=True, help="sweep YAML, e.g. configs/sweeps/cora.yaml")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default 1)")
@@ -617,13 +653,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--marker", default="sweep", help="marker name of that block (default: sweep)")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
+    gate = None
     try:
+        if signals is not None:
+            from .cli import SignalGate
+
+            gate = SignalGate(signals).install()
         if args.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
         sweep = load_sweep(args.config, args.overrides)
         if args.out:
             sweep.out_dir = args.out
-        sweep_dir, rows = run_sweep(sweep, args.jobs, run=not args.summarize)
+        sweep_dir, rows = run_sweep(sweep, args.jobs, run=not args.summarize, gate=gate)
     except KeyboardInterrupt:
         if args.debug:
             traceback.print_exc()
@@ -651,10 +692,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import signal
-
-    def _terminate(signum, _frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, _terminate)  # like Ctrl-C: the running cell checkpoints, the sweep stops
-    sys.exit(main())
+    sys.exit(main(signals=[]))  # Ctrl-C / SIGTERM: the running cell checkpoints, the sweep stops with one line
