@@ -324,6 +324,9 @@ def _run_cell(sweep_dir: str, cell: Cell, base: str, overrides: list[str], threa
     KeyboardInterrupt. ``signals``: as :func:`bgrl_werank.cli.train_main`'s."""
     from .cli import train_main
 
+    if _STOP is not None and _STOP.is_set():  # a worker given a cell after the sweep was interrupted
+        raise KeyboardInterrupt(cell.name)
+
     run_dir = Path(sweep_dir) / "cells" / cell.name
     (run_dir / "error.txt").unlink(missing_ok=True)
     if (run_dir / "checkpoint.pt").exists():
@@ -611,12 +614,26 @@ def _run_cells(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell], jobs: int
     return sweep_dir, rows
 
 
+# Set in worker processes (_init_worker): the sweep was interrupted, start no further cell. The pool
+# hands a worker its next cell before the current one ends, so cancelling futures alone would let
+# one more cell run to its end.
+_STOP: Any = None
+
+
+def _init_worker(stop: Any) -> None:
+    global _STOP
+    _STOP = stop
+
+
 def _run_parallel(sweep: SweepConfig, sweep_dir: Path, todo: list[Cell], jobs: int, threads: int,
                   gate: SignalGate | None, bar: Any) -> list[dict]:
     """Cells in ``jobs`` worker processes. On an interrupt the workers are told to stop too (each
     finishes its epoch and checkpoints), the cells not started are cancelled, and it is re-raised."""
+    import multiprocessing
+
     failures = []
-    pool = ProcessPoolExecutor(max_workers=jobs)
+    stop = multiprocessing.get_context().Event()
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(stop,))
     try:
         signals = [] if gate is not None else None  # each worker's cell handles its own signals
         futures = [pool.submit(_run_cell, str(sweep_dir), c, c.base, sweep.overrides, threads, signals) for c in todo]
@@ -628,6 +645,7 @@ def _run_parallel(sweep: SweepConfig, sweep_dir: Path, todo: list[Cell], jobs: i
             failures += [res] if not res["ok"] else []
             bar.update(1)
     except KeyboardInterrupt:
+        stop.set()
         for proc in list((getattr(pool, "_processes", None) or {}).values()):  # private, but the only handle on the workers
             try:
                 os.kill(proc.pid, signal.SIGINT)
