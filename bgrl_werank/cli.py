@@ -16,6 +16,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -89,6 +90,7 @@ class SignalGate:
         # while importing this package) or a sweep (which stops between cells on any)
         self.held = held if held is not None else []
         self.immediate = False
+        self.closed = False  # the command has returned: a late signal no longer changes how it ends
 
     def install(self) -> "SignalGate":
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -97,7 +99,7 @@ class SignalGate:
 
     def __call__(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
-        stop_now = self.immediate or bool(self.held)
+        stop_now = (self.immediate or bool(self.held)) and not self.closed
         self.held.append(name)
         if stop_now:
             raise KeyboardInterrupt(self.held[0])
@@ -111,7 +113,8 @@ class SignalGate:
 class _Stage:
     """Where a command is, so that an interrupt at any moment can say what state it left behind."""
 
-    def __init__(self, gate: SignalGate | None = None) -> None:
+    def __init__(self, gate: SignalGate | None = None, command: str = "train") -> None:
+        self.command = command  # train | eval
         self.name = "start"  # start | prepared | final-eval | eval
         self.run_dir: Path | None = None
         self.epoch = 0
@@ -131,17 +134,17 @@ class _Stage:
         r = self.run_dir
         if self.name == "prepared":
             return (f"interrupted ({signame}) before training began; run folder {r} holds the run's config: "
-                    f"start it with python train.py --resume {r}")
+                    f"start it with python train.py --resume {_q(r)}")
         if self.name == "final-eval":
             return (f"interrupted ({signame}) during the final evaluation; training is finished and checkpointed "
-                    f"(epoch {self.epoch}): python train.py --resume {r} writes the report")
-        if self.name == "eval":
+                    f"(epoch {self.epoch}): python train.py --resume {_q(r)} writes the report")
+        if self.name == "eval" or self.command == "eval":
             return f"interrupted ({signame}); no report was written"
         return f"interrupted ({signame}) before the run started; nothing was written"
 
 
 def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Namespace, gate: SignalGate | None = None) -> int:
-    stage = _Stage(gate)
+    stage = _Stage(gate, "eval" if fn is _eval else "train")
     errors: tuple[type[BaseException], ...] = ()
     try:
         if gate is not None:
@@ -167,6 +170,9 @@ def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Names
                 return _fail(f"no space left on the device{where}; free some space there, then run the command again")
             return _fail(f"{e.strerror or e}{where}; check the path and its permissions")
         raise
+    finally:
+        if gate is not None:
+            gate.closed = True
 
 
 def _set_threads(cfg: Config) -> None:
@@ -237,88 +243,194 @@ def _train_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _q(path: Any) -> str:
+    """A path as a shell word, for the commands that messages suggest."""
+    return shlex.quote(str(path))
+
+
+def _check_path_arg(value: str | None, option: str) -> None:
+    if value is None:
+        return
+    if value == "":
+        raise ConfigError(f"{option} is empty; give a folder, or leave {option} out")
+    if any(ord(c) < 32 for c in value):
+        raise ConfigError(f"{option} {value!r} holds a control character (e.g. a newline); choose a plain folder name")
+
+
 def _resume_folder(arg: str) -> Path:
     """The run folder that ``--resume`` names (a run folder, or the checkpoint.pt inside one)."""
     path = Path(arg)
-    if path.is_file() and path.name == "checkpoint.pt":
+    if path.is_file():
+        if path.name != "checkpoint.pt":
+            raise RunDirError(f"--resume {arg}: a file; pass the run folder (or the checkpoint.pt inside it)")
         path = path.parent
     if not path.is_dir():
         raise RunDirError(f"--resume {arg}: no such run folder; pass the folder train.py printed as 'run folder: ...'")
-    if not (path / "checkpoint.pt").is_file() and not (path / "config.yaml").is_file():
+    ckpt = path / "checkpoint.pt"
+    if os.path.lexists(ckpt) and not ckpt.is_file():
+        raise RunDirError(f"'{ckpt}' is not a file (a folder, or a link to nothing); restore the checkpoint, or start a "
+                          f"new run in another folder")
+    if not ckpt.is_file() and not (path / "config.yaml").is_file():
         raise RunDirError(f"--resume {arg}: '{path}' holds neither checkpoint.pt nor config.yaml, so it is not a run "
                           f"folder; pass the folder train.py printed as 'run folder: ...'")
     return path
 
 
-def _saved_config(run_dir: Path) -> dict:
-    """A run folder's config.yaml as a mapping (for a run that never reached its first checkpoint)."""
+def _recorded_config(run_dir: Path, state: dict | None) -> Config:
+    """The run's config as its folder records it.
+
+    ``config.yaml`` is the latest record (a resume that extended the run or changed how it is
+    evaluated rewrote it before training on); the checkpoint's copy is from its last save. The two
+    may differ only in keys a resume may change, else the folder was edited and is refused.
+    """
     from .config import read_yaml, upgrade_saved_config
 
+    yaml_path = run_dir / "config.yaml"
+    recorded = None
+    if yaml_path.exists():
+        try:
+            recorded = build_config(upgrade_saved_config(read_yaml(yaml_path)))
+        except ConfigError as e:
+            fix = "delete it to resume from the checkpoint's own copy" if state is not None else "restore it"
+            raise RunDirError(f"cannot resume '{run_dir}': its config.yaml is damaged ({e}); {fix}") from None
+    if state is None:
+        return recorded
     try:
-        return upgrade_saved_config(read_yaml(run_dir / "config.yaml"))
+        saved = build_config(state["config"])
     except ConfigError as e:
-        raise RunDirError(f"cannot resume '{run_dir}': {e}") from None
+        raise RunDirError(f"cannot resume '{run_dir}': its checkpoint's config is invalid ({e})") from None
+    if recorded is None:
+        return saved
+    edited = [k for k in changed_keys(saved, recorded) if not _allowed(k, RESUME_MAY_CHANGE)]
+    if edited:
+        old, new = changed_keys(saved, recorded)[edited[0]]
+        raise RunDirError(f"cannot resume '{run_dir}': its config.yaml and checkpoint.pt disagree on {edited[0]} "
+                          f"({new!r} vs {old!r}), so the folder was edited; restore config.yaml (or delete it to "
+                          f"resume from the checkpoint's own copy)")
+    return recorded
 
 
-def _load_resume(args: argparse.Namespace) -> tuple[Path, dict | None, Config, dict[str, tuple[Any, Any]]]:
-    """The run folder, its checkpoint (None: none written yet), the resumed config and what it changes."""
+def _load_resume(args: argparse.Namespace):
+    """Claim the run folder, then read its checkpoint (None: none written yet) and config; returns
+    (folder, claim, checkpoint, the resumed config, what it changes)."""
     from .train.checkpoint import load_checkpoint
 
     if args.config:
         raise ConfigError("--resume takes the config saved in the run folder; drop --config (use --set for train.epochs and the like)")
-    if args.run_dir:
+    if args.run_dir is not None:
         raise ConfigError("--resume names the run folder itself; drop --run-dir")
     if args.force:
         raise ConfigError("--resume continues a run and --force starts one over; give only one of them")
     run_dir = _resume_folder(args.resume)
-    state = load_checkpoint(run_dir / "checkpoint.pt") if (run_dir / "checkpoint.pt").is_file() else None
-    saved = state["config"] if state is not None else _saved_config(run_dir)
+    owner = claim(run_dir)  # before reading: a writer that finishes meanwhile cannot leave us an older state
     try:
-        before = build_config(saved)
-    except ConfigError as e:
-        raise RunDirError(f"cannot resume '{run_dir}': its saved config is invalid ({e})") from None
-    cfg = build_config(saved, args.overrides)
-    changes = check_changes(before, cfg, RESUME_MAY_CHANGE, "--resume",
-                            f"the run in {run_dir} was trained with the saved value (start a new run to change it)")
-    done = int(state["epoch"]) if state is not None else 0
-    if cfg.train.epochs < done:
-        raise ConfigError(f"--resume: train.epochs={cfg.train.epochs} is below the {done} epochs {run_dir} has already "
-                          f"trained; give train.epochs >= {done}")
-    return run_dir, state, cfg, changes
+        state = load_checkpoint(run_dir / "checkpoint.pt") if (run_dir / "checkpoint.pt").is_file() else None
+        before = _recorded_config(run_dir, state)
+        cfg = build_config(to_dict(before), args.overrides)
+        changes = check_changes(before, cfg, RESUME_MAY_CHANGE, "--resume",
+                                f"the run in {run_dir} was trained with the saved value (start a new run to change it)")
+        done = int(state["epoch"]) if state is not None else 0
+        if cfg.train.epochs < done:
+            raise ConfigError(f"--resume: train.epochs={cfg.train.epochs} is below the {done} epochs {run_dir} has "
+                              f"already trained; give train.epochs >= {done}")
+    except BaseException:
+        owner.release()
+        raise
+    return run_dir, owner, state, cfg, changes
+
+
+def _only_reports(folder: Path) -> list[Path]:
+    """The files under ``folder`` that eval.py did not write (anything but report.json / report.md)."""
+    return [p for p in folder.rglob("*") if not p.is_dir() and p.name not in ("report.json", "report.md")]
 
 
 def _new_run_dir(cfg: Config, explicit: str | None, force: bool):
-    """Create (or, with ``force``, take over) the run folder and claim it; returns (folder, claim)."""
+    """Create (or, with ``force``, take over) the run folder and claim it; returns (folder, claim).
+
+    Nothing but a run's own files is ever removed: a folder holding a ``config.yaml`` that is not a
+    run's, or files under ``eval/`` that eval.py did not write, is refused even with ``force``. A
+    folder this call created is removed again if it fails.
+    """
+    _check_path_arg(explicit, "--run-dir")
     run_dir = run_dir_path(explicit, Path(cfg.out_dir) / cfg.name)
+    created = not run_dir.exists()
     try:
         make_writable(run_dir)
     except OSError as e:
         raise RunDirError(f"cannot write to run folder '{run_dir}' ({e.strerror}); choose another --run-dir or out_dir") from None
-    owner = claim(run_dir)  # before anything is read or removed: a live writer of this folder stops us here
     try:
-        held = [n for n in ("checkpoint.pt", "config.yaml") if (run_dir / n).exists()]
+        owner = claim(run_dir)  # before anything is read or removed: a live writer of this folder stops us here
+    except BaseException:
+        _remove_if_empty(run_dir, created)
+        raise
+    try:
+        if (run_dir / "config.yaml").exists():
+            try:
+                from .config import read_yaml
+
+                build_config(read_yaml(run_dir / "config.yaml"))
+            except ConfigError:
+                raise RunDirError(f"'{run_dir}' holds a config.yaml that is not a run's; choose another --run-dir") from None
+        held = [n for n in ("checkpoint.pt", "config.yaml") if os.path.lexists(run_dir / n)]
         if held and not force:
             what = "a run" if "checkpoint.pt" in held else "a run that has not reached its first checkpoint"
-            raise RunDirError(f"run folder '{run_dir}' already holds {what}; use --resume {run_dir} to continue it "
+            raise RunDirError(f"run folder '{run_dir}' already holds {what}; use --resume {_q(run_dir)} to continue it "
                               f"or --force to overwrite it")
         if force:
+            foreign = _only_reports(run_dir / "eval") if (run_dir / "eval").is_dir() else []
+            if foreign:
+                raise RunDirError(f"--force removes the run in '{run_dir}' and its eval/ reports, but eval/ also holds "
+                                  f"files eval.py did not write (e.g. {foreign[0].relative_to(run_dir)}); move them, "
+                                  f"then use --force")
             for name in RUN_FILES:
                 (run_dir / name).unlink(missing_ok=True)
             shutil.rmtree(run_dir / "eval", ignore_errors=True)  # they evaluated the checkpoint --force removes
         remove_stale_temporaries(run_dir)
     except BaseException:
         owner.release()
+        _remove_if_empty(run_dir, created)
         raise
     return run_dir, owner
 
 
-def _read_progress(run_dir: Path) -> dict[str, Any]:
-    f = run_dir / "progress.json"
+def _check_logs_are_files(run_dir: Path) -> None:
+    """The logs a run appends to must be plain files: a link would be written through to its target."""
+    for name in ("metrics.jsonl", "spectra.jsonl"):
+        if (run_dir / name).is_symlink() or (os.path.lexists(run_dir / name) and not (run_dir / name).is_file()):
+            raise RunDirError(f"'{run_dir / name}' is not a plain file (a link or a folder): a run's logs must be "
+                              f"plain files; replace it with the file it points to")
+
+
+def _remove_if_empty(run_dir: Path, created: bool) -> None:
+    """Remove a folder this command created if it holds nothing but its lock (best effort)."""
+    if not created:
+        return
     try:
-        data = json.loads(f.read_text()) if f.exists() else {}
-    except (ValueError, OSError):
-        data = {}
-    return data if isinstance(data, dict) else {}
+        if {p.name for p in run_dir.iterdir()} <= {".lock"}:
+            (run_dir / ".lock").unlink(missing_ok=True)
+            run_dir.rmdir()
+    except OSError:
+        pass
+
+
+def _read_progress(run_dir: Path) -> dict[str, Any]:
+    """``progress.json``: the training time so far and the resume history; damaged is an error (it is
+    part of the record), absent is empty."""
+    f = run_dir / "progress.json"
+    if not f.exists():
+        return {}
+    try:
+        data = json.loads(f.read_text())
+        ok = (isinstance(data, dict) and isinstance(data.get("train_seconds", 0.0), (int, float))
+              and isinstance(data.get("resumes", []), list)
+              and all(isinstance(r, dict) and isinstance(r.get("changed"), dict) and isinstance(r.get("at_epoch"), int)
+                      for r in data.get("resumes", [])))
+        if not ok:
+            raise ValueError("not the record train.py writes")
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise RunDirError(f"'{f}' is damaged ({' '.join(str(e).split())[:80]}); it holds the run's training time and "
+                          f"resume history: repair it, or delete it to start that record afresh") from None
+    return data
 
 
 def _write_progress(run_dir: Path, progress: dict[str, Any]) -> None:
@@ -331,43 +443,70 @@ def _save_config(cfg: Config, path: Path) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
+def _set_aside_report(run_dir: Path) -> Path | None:
+    """Move the run's previous final report (it describes the run before this resume) to
+    ``eval/<protocol>/<its time>/``, where eval.py's reports of earlier checkpoints live."""
+    old = [run_dir / n for n in ("report.json", "report.md") if os.path.lexists(run_dir / n)]
+    if not old:
+        return None
+    try:
+        protocol = str(json.loads((run_dir / "report.json").read_text()).get("protocol", "earlier"))
+    except (OSError, ValueError, AttributeError):
+        protocol = "earlier"
+    if not protocol.replace("-", "").replace("_", "").isalnum():
+        protocol = "earlier"
+    stamp = _dt.datetime.fromtimestamp(max(p.lstat().st_mtime for p in old)).strftime("%Y%m%d-%H%M%S-%f")
+    dest = run_dir / "eval" / protocol / stamp
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in old:
+        os.replace(p, dest / p.name)
+    return dest
+
+
 def _train(args: argparse.Namespace, stage: _Stage) -> int:
     from .train.report import build_report, write_report
     from .backends import resolve_backend
-    from .train.trainer import Interrupted, Trainer, evaluate, load_graph, probe_splits
+    from .train.trainer import Interrupted, Trainer, TrainingError, evaluate, load_graph, probe_splits
 
+    owner = None
     if args.resume:
-        run_dir, state, cfg, changes = _load_resume(args)
+        run_dir, owner, state, cfg, changes = _load_resume(args)
+        stage.run_dir = run_dir
     else:
         cfg = load_config(args.config, args.overrides)
         state, changes = None, {}
-    _set_threads(cfg)
-    backend = resolve_backend(cfg)  # a device this machine lacks fails here, before anything is loaded
-    stage.check()
-    graph = load_graph(cfg)  # fails early on missing or bad data, before any folder is created
-    if not args.no_eval:
-        probe_splits(cfg, graph)  # and on a split protocol the dataset lacks, before any training
-    stage.check()
-    # builds the method: an unknown encoder option or a werank.alpha list of the wrong length fails
-    # here, before a run folder exists
-    trainer = Trainer(cfg, graph, ".", backend=backend)
-    if state is not None:
-        trainer.load_state_dict(state)  # a checkpoint that does not fit fails here, before anything is written
-    stage.check()
-    if args.resume:
-        owner = claim(run_dir)
-        try:
+    try:
+        _set_threads(cfg)
+        backend = resolve_backend(cfg)  # a device this machine lacks fails here, before anything is loaded
+        stage.check()
+        graph = load_graph(cfg)  # fails early on missing or bad data, before any folder is created
+        if not args.no_eval or any(k.startswith("eval.") for k in changes):
+            probe_splits(cfg, graph)  # and on a split protocol the dataset lacks, before any training
+        stage.check()
+        # builds the method: an unknown encoder option or a werank.alpha list of the wrong length
+        # fails here, before a run folder exists
+        trainer = Trainer(cfg, graph, ".", backend=backend)
+        if state is not None:
+            trainer.load_state_dict(state)  # a checkpoint that does not fit fails here, before anything is written
+        stage.check()
+        if args.resume:
+            progress = _read_progress(run_dir) if state is not None else {}
+            _check_logs_are_files(run_dir)
             remove_stale_temporaries(run_dir)
             dropped = [d for n in ("metrics.jsonl", "spectra.jsonl") for d in trim_jsonl(run_dir / n, trainer.epoch)]
-        except BaseException:
+        else:
+            run_dir, owner = _new_run_dir(cfg, args.run_dir, args.force)
+            progress, dropped = {}, []
+    except BaseException:
+        if owner is not None:
             owner.release()
-            raise
-    else:
-        run_dir, owner = _new_run_dir(cfg, args.run_dir, args.force)
-        dropped = []
+        raise
     with owner:
         stage.run_dir = run_dir
-        progress = _read_progress(run_dir) if args.resume and state is not None else {}
+        if args.resume:
+            moved = _set_aside_report(run_dir)
+            if moved is not None:
+                dropped.append(f"the previous report moved to {moved.relative_to(run_dir)}")
         if changes:
             progress.setdefault("resumes", []).append({
                 "at_epoch": trainer.epoch, "time": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -382,7 +521,7 @@ def _train(args: argparse.Namespace, stage: _Stage) -> int:
         if args.resume:
             print(f"resuming {run_dir} at epoch {trainer.epoch}/{cfg.train.epochs}"
                   + "".join(f"; {k}: {old} -> {new}" for k, (old, new) in changes.items())
-                  + (f" (dropped {', '.join(dropped)})" if dropped else ""), file=sys.stderr)
+                  + (f" ({'; '.join(dropped)})" if dropped else ""), file=sys.stderr)
         else:
             if not args.config:  # a bare `python train.py` trains the schema's defaults; say so, and how to choose
                 print(f"no --config given: training the built-in defaults ({cfg.data.name}, {cfg.train.epochs} epochs"
@@ -390,17 +529,29 @@ def _train(args: argparse.Namespace, stage: _Stage) -> int:
                       f"for a dataset's settings", file=sys.stderr)
             print(f"run folder: {run_dir}", file=sys.stderr)
         t0 = time.perf_counter()
+
+        def record_time() -> float:
+            """Add this process's training time to progress.json (also when it stops early)."""
+            progress["train_seconds"] = time.perf_counter() - t0 + float(progress.get("train_seconds", 0.0))
+            try:
+                _write_progress(run_dir, progress)
+            except OSError:  # e.g. the full disk that stopped training; the time is not worth a second error
+                pass
+            return progress["train_seconds"]
+
         try:
             trainer.fit()
         except Interrupted as e:
+            record_time()
             print(f"interrupted by {e.signame} after epoch {e.epoch}; checkpoint written. Resume with: "
-                  f"python train.py --resume {run_dir}", file=sys.stderr)
+                  f"python train.py --resume {_q(run_dir)}", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except TrainingError:
+            record_time()
+            raise
         stage.name, stage.epoch = "final-eval", trainer.epoch
         stage.safe_to_stop_at_once()  # the checkpoint is complete; nothing below is left half-done by stopping
-        train_seconds = time.perf_counter() - t0 + float(progress.get("train_seconds", 0.0))
-        progress["train_seconds"] = train_seconds
-        _write_progress(run_dir, progress)
+        train_seconds = record_time()
         if trainer.stop_signal:  # it arrived during the last epoch, whose checkpoint is written
             raise KeyboardInterrupt(trainer.stop_signal)
         if cfg.diagnostics.every > 0:
@@ -476,12 +627,25 @@ def _make_out(out: Path) -> list[Path]:
     return created[::-1]
 
 
+def _run_identity(run_dir: Path) -> dict[str, Any] | None:
+    """What makes a run folder's run the one it is: its config.yaml's keys a resume may not change
+    (None when it has no readable config.yaml)."""
+    from .config import read_yaml
+
+    try:
+        flat = _flat(to_dict(build_config(read_yaml(run_dir / "config.yaml"))))
+    except (ConfigError, OSError):
+        return None
+    return {k: v for k, v in flat.items() if not _allowed(k, RESUME_MAY_CHANGE)}
+
+
 def _eval(args: argparse.Namespace, stage: _Stage) -> int:
     from .train.checkpoint import CheckpointError, load_checkpoint
     from .train.report import build_report, write_report
     from .train.trainer import Trainer, evaluate, load_graph
 
     stage.name = "eval"
+    _check_path_arg(args.out, "--out")
     ckpt_path = Path(args.checkpoint)
     state = load_checkpoint(ckpt_path)
     trained = build_config(state["config"])
@@ -499,30 +663,42 @@ def _eval(args: argparse.Namespace, stage: _Stage) -> int:
         )
     run_dir = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent
     out = run_dir_path(args.out, run_dir / "eval" / cfg.eval.protocol)
-    if (out / "report.json").exists():
+    if any(os.path.lexists(out / n) for n in ("checkpoint.pt", "config.yaml", "metrics.jsonl", ".lock")):
+        raise RunDirError(f"--out '{out}' is a run folder; eval.py never writes a run's own files: pass another --out")
+    if any(os.path.lexists(out / n) for n in ("report.json", "report.md")):
         raise RunDirError(f"'{out}' already holds a report; pass another --out (or delete that folder)")
     _writable_ancestor(out)  # fail before the probe, creating nothing
+    identity = _run_identity(run_dir)
     trainer = Trainer(cfg, graph, run_dir, progress=False)
     trainer.load_state_dict(state)
     stage.safe_to_stop_at_once()  # nothing is written before the probe is done
     probe = evaluate(cfg, trainer.method, graph, trainer.backend)
     extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],
              "checkpoint": str(ckpt_path), "epoch": trainer.epoch, "epochs_trained": trainer.epoch}
-    resumes = _read_progress(run_dir).get("resumes")
+    try:
+        resumes = _read_progress(run_dir).get("resumes")
+    except RunDirError:  # a damaged record of the run is train.py's to refuse; the report goes without it
+        resumes = None
     if resumes:
         extra["resumes"] = [r for r in resumes if r.get("at_epoch", 0) <= trainer.epoch]
     report = build_report(cfg, probe, extra)
+    if out.resolve().is_relative_to(run_dir.resolve()) and _run_identity(run_dir) != identity:
+        raise RunDirError(f"the run in '{run_dir}' was replaced while this eval ran (its config.yaml now describes "
+                          f"another run), so its report is not written there; evaluate with --out elsewhere")
     created = _make_out(out)  # only now: a failure or an interrupt before this leaves no folder behind
+    written: list[Path] = []
     try:
-        write_report(report, out)
-    except BaseException:
-        for name in ("report.json", "report.md"):
-            (out / name).unlink(missing_ok=True)
+        write_report(report, out, exclusive=True, written=written)
+    except BaseException as e:
+        for path in written:  # only what this eval wrote: never another writer's report
+            path.unlink(missing_ok=True)
         for folder in reversed(created):
             try:
                 folder.rmdir()
             except OSError:
                 break
+        if isinstance(e, FileExistsError):
+            raise RunDirError(f"'{out}' already holds a report (another eval wrote it meanwhile); pass another --out") from None
         raise
     print((out / "report.md").read_text())
     print(f"report written to {out}", file=sys.stderr)

@@ -14,6 +14,7 @@ default with each run's method and WERank setting from its ``config.yaml``, e.g.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .labels import run_label  # noqa: E402
+from .rundir import atomic_write_bytes  # noqa: E402
 from .train.diagnostics import read_spectra  # noqa: E402
 
 _TITLES = {"representation_cov": "representation covariance", "prediction_cov": "prediction covariance",
@@ -120,8 +122,10 @@ def plot_spectra(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig.suptitle(f"Singular values during training — {_describe(run_dir)}", fontsize=11)
     fig.tight_layout()
     out = Path(out) if out else run_dir / "spectra.png"
-    fig.savefig(out, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())  # whole, and a link in the run folder is replaced, never followed
     return out
 
 

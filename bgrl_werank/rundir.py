@@ -131,11 +131,15 @@ class RunFolderClaim:
         self.release()
 
 
-def claim(folder: str | Path) -> RunFolderClaim:
+def claim(folder: str | Path, hint: str = "wait for it to finish, or choose another --run-dir",
+          what: str = "run folder") -> RunFolderClaim:
     """Make this process the only writer of ``folder`` (which must exist) until it releases it or exits.
 
+    ``hint``: what the one-line error tells a second writer to do; ``what``: what it calls the folder.
+
     Raises:
-        RunDirError: another live process holds the folder (the message names it).
+        RunDirError: another live process holds the folder (the message names it), or ``.lock`` is
+            not a plain file (a link is never followed).
     """
     folder = Path(folder)
     key = str(folder.resolve())
@@ -143,14 +147,15 @@ def claim(folder: str | Path) -> RunFolderClaim:
         _HELD[key][1] += 1
         return RunFolderClaim(folder, key)
     lock_file = folder / LOCK_NAME
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as e:
+        raise RunDirError(f"cannot claim '{folder}': its {LOCK_NAME} is not a plain file ({e.strerror}); remove it") from None
     try:
         _lock(fd)
     except BlockingIOError:
         os.close(fd)
-        raise RunDirError(
-            f"run folder '{folder}' is in use by {_owner_of(lock_file)}; wait for it to finish, or choose another --run-dir"
-        ) from None
+        raise RunDirError(f"{what} '{folder}' is in use by {_owner_of(lock_file)}; {hint}") from None
     except BaseException:
         os.close(fd)
         raise
@@ -175,6 +180,21 @@ def _lock(fd: int) -> None:
             raise BlockingIOError(errno.EAGAIN, "locked") from None
         return
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def close_inherited_claims() -> None:
+    """In a child process made by ``fork``: close the descriptors of the claims the parent holds.
+
+    A forked child shares its parent's lock (``flock`` belongs to the open file, which both now
+    reference), so a child outliving a killed parent would keep the folder locked. The parent's own
+    descriptors, and so its claims, are unaffected.
+    """
+    for fd, _ in list(_HELD.values()):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
 
 
 def holds(folder: str | Path) -> bool:
@@ -202,8 +222,11 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync, rename; no partial file ever remains."""
+def atomic_write_bytes(path: str | Path, data: bytes, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync, rename; no partial file ever remains.
+
+    ``exclusive``: fail with FileExistsError if ``path`` exists (also when another process creates
+    it meanwhile) instead of replacing it. A link at ``path`` is replaced, never followed."""
     path = Path(path)
     tmp = temporary_name(path)
     try:
@@ -211,14 +234,28 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            try:
+                os.link(tmp, path)  # fails if path exists, atomically: never replaces another writer's file
+            except FileExistsError:
+                raise
+            except OSError:  # a filesystem without hard links: an exclusive create, then the bytes
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise type(e)(e.errno, e.strerror, str(path)) from None  # the target, not the temporary
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def atomic_write_text(path: str | Path, text: str, exclusive: bool = False) -> None:
+    atomic_write_bytes(path, text.encode(), exclusive)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -284,7 +321,11 @@ class JsonlAppender:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except OSError as e:
+            raise RunDirError(f"cannot append to '{self.path}' ({e.strerror}): a run's logs must be plain files, "
+                              f"not links; replace it with the file it points to") from None
 
     def write(self, record: dict[str, Any]) -> None:
         data = json_line(record)
@@ -314,6 +355,8 @@ def _parse_jsonl(path: Path) -> tuple[list[tuple[bytes, dict[str, Any]]], bool]:
     tail = lines.pop()  # b"" when the file ends with a newline, else a line cut short
     out = []
     for i, line in enumerate(lines, 1):
+        if not line.strip():  # a blank line holds no record (an editor may add one)
+            continue
         try:
             rec = json.loads(line)
             if not isinstance(rec, dict) or not isinstance(rec.get("epoch"), int):

@@ -326,7 +326,16 @@ def _run_cell(sweep_dir: str, cell: Cell, base: str, overrides: list[str], threa
 
     if _STOP is not None and _STOP.is_set():  # a worker given a cell after the sweep was interrupted
         raise KeyboardInterrupt(cell.name)
+    global _IN_CELL
+    _IN_CELL = True
+    try:
+        return _run_cell_here(sweep_dir, cell, base, overrides, threads, signals, train_main)
+    finally:
+        _IN_CELL = False
 
+
+def _run_cell_here(sweep_dir: str, cell: Cell, base: str, overrides: list[str], threads: int,
+                   signals: list[str] | None, train_main: Any) -> dict:
     run_dir = Path(sweep_dir) / "cells" / cell.name
     (run_dir / "error.txt").unlink(missing_ok=True)
     if (run_dir / "checkpoint.pt").exists():
@@ -369,8 +378,15 @@ def _row(sweep_dir: Path, cell: Cell) -> dict:
     }
     row.update({k: _grid_value(k, v) for k, v in cell.grid.items()})
     report = run_dir / "report.json"
+    r = None
     if report.exists():
-        r = json.loads(report.read_text())
+        try:
+            r = json.loads(report.read_text())
+            r["accuracy_mean"], r["accuracy_std"], r["num_splits"]  # noqa: B018 - what the table needs
+        except (ValueError, OSError, TypeError, KeyError) as e:
+            row.update(status="damaged", error=f"{report} unreadable ({' '.join(str(e).split())[:80]}); delete it to re-evaluate")
+            return row
+    if r is not None:
         try:
             records, _ = read_jsonl(run_dir / "metrics.jsonl")  # a torn last line is left out
         except RunDirError:
@@ -570,6 +586,37 @@ def write_outputs(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell]) -> lis
     return rows
 
 
+SWEEP_BUSY = "wait for that sweep to finish, or give this one another name or --out"
+# Keys in which a cell's recorded config may differ from what the sweep now asks (where and how a
+# cell runs, not what it computes); any other difference means the sweep changed under its cells.
+SWEEP_MAY_DIFFER = ("threads", "train.progress", "device", "backend", "data.root", "data.download")
+
+
+def _check_cells_match(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell]) -> None:
+    """Refuse to reuse cells run under other settings (the sweep's overrides or run configs changed):
+    their results would be tabulated as if the current sweep had produced them."""
+    from .cli import changed_keys
+    from .config import upgrade_saved_config
+
+    cache: dict[str, dict] = {}
+    for cell in cells:
+        recorded_file = sweep_dir / "cells" / cell.name / "config.yaml"
+        if not recorded_file.is_file():
+            continue
+        try:
+            recorded = build_config(upgrade_saved_config(read_yaml(recorded_file)))
+        except ConfigError:
+            continue  # a damaged cell fails on its own when resumed, and is recorded as failed
+        data = _read_run_config(cell.base, "base", cache)
+        wanted = build_config(data, sweep.overrides + cell.overrides())
+        diff = {k: v for k, v in changed_keys(recorded, wanted).items() if not k.startswith(SWEEP_MAY_DIFFER)}
+        if diff:
+            key, (old, new) = next(iter(diff.items()))
+            raise ConfigError(f"cell {cell.name} in '{sweep_dir}' was run with {key}={old!r}, but the sweep now gives "
+                              f"{new!r}; a changed sweep needs its own folder: change its name or --out (or delete "
+                              f"that cell to run it again)")
+
+
 def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None, run: bool = True,
               gate: SignalGate | None = None) -> tuple[Path, list[dict]]:
     """Run every missing or failed cell (``jobs`` at a time), then write the outputs; ``run=False``
@@ -580,10 +627,11 @@ def run_sweep(sweep: SweepConfig, jobs: int = 1, progress: bool | None = None, r
     if not run:
         if not (sweep_dir / "cells").is_dir():
             raise ConfigError(f"--summarize: no sweep folder '{sweep_dir}' with cells; run the sweep first (or pass --out)")
-        with claim(sweep_dir):
+        with claim(sweep_dir, SWEEP_BUSY, "sweep folder"):
             return sweep_dir, write_outputs(sweep, sweep_dir, cells)
     (sweep_dir / "cells").mkdir(parents=True, exist_ok=True)
-    with claim(sweep_dir):  # one sweep process per sweep folder; each cell is claimed by its own run
+    with claim(sweep_dir, SWEEP_BUSY, "sweep folder"):  # one sweep process per sweep folder; each cell is claimed by its own run
+        _check_cells_match(sweep, sweep_dir, cells)
         return _run_cells(sweep, sweep_dir, cells, jobs, progress, gate)
 
 
@@ -618,11 +666,32 @@ def _run_cells(sweep: SweepConfig, sweep_dir: Path, cells: list[Cell], jobs: int
 # hands a worker its next cell before the current one ends, so cancelling futures alone would let
 # one more cell run to its end.
 _STOP: Any = None
+_IN_CELL = False  # a worker is inside a cell (its watchdog waits for the cell's checkpoint)
 
 
 def _init_worker(stop: Any) -> None:
+    """Set up a worker process: the stop event; no share in the sweep folder's lock (a worker made
+    by fork holds it too, and one outliving a killed sweep would keep the folder locked); and a
+    watchdog that stops the worker when the sweep process dies (SIGKILL), else it would wait for
+    work for ever."""
+    import threading
+
+    from .rundir import close_inherited_claims
+
     global _STOP
     _STOP = stop
+    close_inherited_claims()
+    threading.Thread(target=_watch_sweep, args=(os.getppid(),), daemon=True).start()
+
+
+def _watch_sweep(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    _STOP.set()
+    os.kill(os.getpid(), signal.SIGTERM)  # a running cell finishes its epoch and checkpoints
+    while _IN_CELL:
+        time.sleep(0.1)
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _run_parallel(sweep: SweepConfig, sweep_dir: Path, todo: list[Cell], jobs: int, threads: int,

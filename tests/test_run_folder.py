@@ -43,7 +43,7 @@ def _one_error_line(capsys) -> str:
 
 
 def _records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def _popen(args: list[str], script: str = "train.py") -> subprocess.Popen:
@@ -469,3 +469,200 @@ def test_an_interrupted_sweep_is_one_line_and_continues_where_it_stopped(tmp_pat
     assert 0 < stopped_at < 150 and not (first / "error.txt").exists()
     assert sweep_mod.main(["--config", str(path)]) == 0
     assert [r["epoch"] for r in _records(first)] == list(range(1, 151))  # resumed, not started over
+
+
+# ---------------------------------------------------------------------------------------------- a run folder in odd states
+def test_an_extension_stopped_before_its_first_checkpoint_is_kept_by_the_next_resume(finished, monkeypatch):
+    from bgrl_werank.train import trainer as trainer_mod
+
+    def killed(self):  # the process dies after preparing the resume, before any new checkpoint
+        raise KeyboardInterrupt("SIGKILL")
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer_mod.Trainer, "fit", killed)
+        assert train_main(["--resume", str(finished), "--set", "train.epochs=9", "--set", "eval.num_splits=2"]) == 130
+    assert torch.load(finished / "checkpoint.pt", weights_only=True)["epoch"] == 6
+    assert train_main(["--resume", str(finished)]) == 0  # no --set: it continues what the folder records
+    report = json.loads((finished / "report.json").read_text())
+    assert report["epochs_trained"] == 9 and report["hyperparameters"]["epochs"] == 9 and report["num_splits"] == 2
+    assert [r["epoch"] for r in _records(finished)] == list(range(1, 10))
+    # the 6-epoch run's report was set aside with the evaluations of earlier checkpoints, not lost
+    (old,) = (finished / "eval").glob("*/*/report.json")
+    assert json.loads(old.read_text())["epochs_trained"] == 6
+
+
+def test_a_folder_whose_config_yaml_was_edited_is_refused(finished, capsys):
+    import re
+
+    text = (finished / "config.yaml").read_text()
+    (finished / "config.yaml").write_text(re.sub(r"(?m)^seed: 0$", "seed: 5", text))
+    capsys.readouterr()
+    before = _snapshot(finished)
+    assert train_main(["--resume", str(finished), "--set", "train.epochs=8"]) == 2
+    assert "config.yaml and checkpoint.pt disagree on seed" in _one_error_line(capsys)
+    assert _snapshot(finished) == before
+
+
+@pytest.mark.parametrize("make", ["dangling-link", "folder"])
+def test_a_checkpoint_that_is_not_a_file_is_refused_not_restarted(finished, capsys, make):
+    (finished / "checkpoint.pt").unlink()
+    if make == "folder":
+        (finished / "checkpoint.pt").mkdir()
+    else:
+        (finished / "checkpoint.pt").symlink_to(finished / "nowhere.pt")
+    capsys.readouterr()
+    before = _snapshot(finished)
+    assert train_main(["--resume", str(finished)]) == 2
+    assert "checkpoint.pt' is not a file" in _one_error_line(capsys)
+    assert _snapshot(finished) == before
+
+
+def test_links_in_a_run_folder_are_never_followed_for_writing(finished, tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (finished / ".lock").unlink()
+    (finished / ".lock").symlink_to(victim)
+    capsys.readouterr()
+    assert train_main(["--resume", str(finished), "--set", "train.epochs=8", "--no-eval"]) == 2
+    assert ".lock is not a plain file" in _one_error_line(capsys)
+    (finished / ".lock").unlink()
+    (finished / "metrics.jsonl").rename(tmp_path / "real-metrics.jsonl")
+    (finished / "metrics.jsonl").symlink_to(tmp_path / "real-metrics.jsonl")
+    before = _snapshot(finished)
+    assert train_main(["--resume", str(finished), "--set", "train.epochs=8", "--no-eval"]) == 2
+    assert "a run's logs must be plain files" in _one_error_line(capsys)
+    assert victim.read_text() == "precious\n" and _snapshot(finished) == before
+
+
+def test_damaged_progress_json_is_named_not_reset(finished, capsys):
+    for text in ("{not json", '{"resumes": "x"}', "[1, 2]", '{"train_seconds": "abc"}'):
+        (finished / "progress.json").write_text(text)
+        capsys.readouterr()
+        assert train_main(["--resume", str(finished), "--set", "train.epochs=8"]) == 2
+        assert "progress.json' is damaged" in _one_error_line(capsys)
+        assert (finished / "progress.json").read_text() == text
+
+
+def test_force_never_removes_what_a_run_did_not_write(tmp_path, capsys):
+    folder = tmp_path / "proj"
+    (folder / "eval" / "sub").mkdir(parents=True)
+    (folder / "eval" / "sub" / "mycode.py").write_text("print('mine')\n")
+    (folder / "config.yaml").write_text("x: 1\n")
+    for extra in ([], ["--force"]):
+        capsys.readouterr()
+        assert train_main(sets(SHORT) + ["--run-dir", str(folder), *extra]) == 2
+        assert "holds a config.yaml that is not a run's" in _one_error_line(capsys)
+    (folder / "config.yaml").unlink()
+    assert train_main(sets(SHORT) + ["--run-dir", str(folder), "--no-eval"]) == 0
+    capsys.readouterr()
+    assert train_main(sets(SHORT) + ["--run-dir", str(folder), "--force"]) == 2
+    assert "files eval.py did not write (e.g. eval/sub/mycode.py)" in _one_error_line(capsys)
+    assert (folder / "eval" / "sub" / "mycode.py").read_text() == "print('mine')\n"
+
+
+def test_path_arguments_and_the_commands_messages_suggest(tmp_path, capsys):
+    assert train_main(sets(SHORT) + ["--run-dir", ""]) == 2
+    assert "--run-dir is empty" in _one_error_line(capsys)
+    assert train_main(sets(SHORT) + ["--run-dir", str(tmp_path / "a\nb")]) == 2
+    assert "control character" in _one_error_line(capsys)
+    spaced = tmp_path / "my runs" / "run 1"
+    assert train_main(sets(SHORT) + ["--run-dir", str(spaced), "--no-eval"]) == 0
+    capsys.readouterr()
+    assert train_main(sets(SHORT) + ["--run-dir", str(spaced)]) == 2
+    assert f"use --resume '{spaced}' to continue it" in _one_error_line(capsys)  # quoted: pasting it works
+    assert not (tmp_path / "a\nb").exists()
+
+
+def test_blank_lines_in_a_log_are_not_damage(finished):
+    metrics = finished / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + "\n")
+    assert train_main(["--resume", str(finished), "--set", "train.epochs=8", "--no-eval"]) == 0
+    assert [r["epoch"] for r in _records(finished)] == list(range(1, 9))
+
+
+# ---------------------------------------------------------------------------------------------- eval's output
+def test_eval_never_writes_into_a_run_folder_and_never_replaces_a_report(finished, tmp_path, capsys):
+    capsys.readouterr()
+    assert eval_main(["--checkpoint", str(finished), "--out", str(finished)]) == 2
+    assert "is a run folder" in _one_error_line(capsys)
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "report.md").write_text("mine\n")  # only half of a report: still not replaced
+    assert eval_main(["--checkpoint", str(finished), "--out", str(out)]) == 2
+    assert "already holds a report" in _one_error_line(capsys)
+    assert (out / "report.md").read_text() == "mine\n" and not (out / "report.json").exists()
+    from bgrl_werank.rundir import atomic_write_text
+
+    with pytest.raises(FileExistsError):  # what two evals racing for one --out meet: the second fails
+        atomic_write_text(out / "report.md", "theirs\n", exclusive=True)
+    assert (out / "report.md").read_text() == "mine\n" and _temporaries(out) == []
+
+
+def test_an_eval_whose_run_was_replaced_meanwhile_writes_no_report_there(finished, capsys, monkeypatch):
+    from bgrl_werank.train import trainer as trainer_mod
+
+    probe = trainer_mod.evaluate
+
+    def probe_while_the_run_is_replaced(*args, **kwargs):
+        result = probe(*args, **kwargs)
+        assert train_main(sets(SHORT + ["seed=7"]) + ["--run-dir", str(finished), "--force", "--no-eval"]) == 0
+        return result
+
+    monkeypatch.setattr(trainer_mod, "evaluate", probe_while_the_run_is_replaced)
+    capsys.readouterr()
+    assert eval_main(["--checkpoint", str(finished)]) == 2
+    assert "was replaced while this eval ran" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (finished / "eval").exists()
+
+
+def test_a_report_path_taken_by_a_folder_names_it_and_leaves_the_pair_alone(tmp_path):
+    from bgrl_werank.train.report import write_report
+
+    (tmp_path / "report.md").mkdir()
+    (tmp_path / "report.json").write_text("{}\n")
+    with pytest.raises(IsADirectoryError) as e:
+        write_report({"never": "written"}, tmp_path)
+    assert e.value.filename == str(tmp_path / "report.md")
+    assert (tmp_path / "report.json").read_text() == "{}\n" and _temporaries(tmp_path) == []
+
+
+def test_sigkill_of_a_parallel_sweep_leaves_its_folder_free_and_no_worker_behind(tmp_path):
+    from bgrl_werank import sweep as sweep_mod
+
+    path = _sweep_config(tmp_path, 150)
+    cells = tmp_path / "sweeps" / "tiny" / "cells"
+    proc = subprocess.Popen([sys.executable, "-m", "bgrl_werank.sweep", "--config", str(path), "--jobs", "2"], cwd=ROOT,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: cells.is_dir() and any((c / "checkpoint.pt").exists() for c in cells.iterdir()),
+                  what="a cell's first checkpoint")
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert workers, "no worker processes found"
+
+    def gone() -> bool:
+        return all(not Path(f"/proc/{w}").exists() or "zombie" in Path(f"/proc/{w}/status").read_text() for w in workers)
+
+    _wait_for(gone, timeout=60, what="the orphaned workers to stop")
+    assert sweep_mod.main(["--config", str(path), "--jobs", "2"]) == 0  # the folder was not left locked
+
+
+def test_a_sweep_whose_settings_changed_does_not_reuse_its_cells(tmp_path, capsys):
+    from bgrl_werank import sweep as sweep_mod
+
+    path = _sweep_config(tmp_path, 3)
+    assert sweep_mod.main(["--config", str(path)]) == 0
+    capsys.readouterr()
+    assert sweep_mod.main(["--config", str(path), "--set", "werank.alpha=0.5"]) == 2
+    line = _one_error_line(capsys)
+    assert "was run with werank.alpha=0.01, but the sweep now gives 0.5" in line
+    # a cell whose report is damaged is named in the table, and the table is still written
+    cell = next((tmp_path / "sweeps" / "tiny" / "cells").iterdir())
+    (cell / "report.json").write_text("{")
+    assert sweep_mod.main(["--config", str(path), "--summarize"]) == 1
+    rows = (tmp_path / "sweeps" / "tiny" / "results.csv").read_text()
+    assert "damaged" in rows and "delete it to re-evaluate" in rows

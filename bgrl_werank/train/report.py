@@ -110,9 +110,18 @@ def _method_rows(hp: dict[str, Any]) -> list[str]:
     return [f"| {key} | {value} |" for key, value in hp["method"].items()]
 
 
-def write_report(report: dict[str, Any], folder: str | Path) -> None:
+def write_report(report: dict[str, Any], folder: str | Path, exclusive: bool = False,
+                 written: list[Path] | None = None) -> None:
     """``report.json`` (strict JSON: a non-finite number is written as null) and ``report.md``, each
-    written whole (temporary file, rename)."""
+    written whole (temporary file, rename). ``exclusive``: never replace an existing report (a
+    FileExistsError instead); ``written`` collects the files this call created."""
     folder = Path(folder)
-    atomic_write_text(folder / "report.json", json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
-    atomic_write_text(folder / "report.md", report_markdown(report))
+    for name in ("report.json", "report.md"):
+        if (folder / name).is_dir():
+            raise IsADirectoryError(21, "a folder stands where the report goes", str(folder / name))
+    texts = {"report.json": json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n",
+             "report.md": report_markdown(report)}
+    for name, text in texts.items():
+        atomic_write_text(folder / name, text, exclusive=exclusive)
+        if written is not None:
+            written.append(folder / name)

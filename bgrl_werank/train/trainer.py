@@ -11,6 +11,7 @@ stopped. Device and backend come from :mod:`bgrl_werank.backends`; nothing here 
 from __future__ import annotations
 
 import copy
+import shlex
 import signal
 import sys
 import time
@@ -487,13 +488,13 @@ class Trainer:
         if err is not None and err.needed is not None:
             short = err.needed - (err.free or 0)
             need = f" (it needs about {human_bytes(err.needed)}, {human_bytes(err.free)} free)"
-            free_hint = f"free at least {human_bytes(max(short, 0) * 1.1 + 1e6)} there"
+            free_hint = f"free at least {human_bytes(max(short, 0) * 1.1 + 65536)} there"
         else:
             free_hint = "free some space there"
         kept = (f"the last good checkpoint (epoch {self.saved_epoch}) is kept" if self.saved_epoch is not None
                 else "no checkpoint was written yet")
         return (f"no space left on the device of run folder '{self.run_dir}' while {what}{need}; {kept}: {free_hint}, "
-                f"then resume with: python train.py --resume {self.run_dir}")
+                f"then resume with: python train.py --resume {shlex.quote(str(self.run_dir))}")
 
 
 def checkpoint_is_finished(state: dict[str, Any]) -> bool:
