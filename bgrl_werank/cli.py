@@ -32,10 +32,9 @@ from .rundir import (
     RunDirError,
     atomic_write_text,
     claim,
+    is_disk_full,
     make_writable,
-    remove_stale_temporaries,
     run_dir_path,
-    trim_jsonl,
 )
 
 EXIT_ERROR = 2
@@ -143,8 +142,9 @@ class _Stage:
         return f"interrupted ({signame}) before the run started; nothing was written"
 
 
-def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Namespace, gate: SignalGate | None = None) -> int:
-    stage = _Stage(gate, "eval" if fn is _eval else "train")
+def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Namespace, gate: SignalGate | None,
+           command: str) -> int:
+    stage = _Stage(gate, command)
     errors: tuple[type[BaseException], ...] = ()
     try:
         if gate is not None:
@@ -163,8 +163,6 @@ def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Names
         if isinstance(e, errors):
             return _fail(str(e))
         if isinstance(e, OSError):
-            from .rundir import is_disk_full
-
             where = f" '{e.filename}'" if getattr(e, "filename", None) else ""
             if is_disk_full(e):
                 return _fail(f"no space left on the device{where}; free some space there, then run the command again")
@@ -385,20 +383,11 @@ def _new_run_dir(cfg: Config, explicit: str | None, force: bool):
             for name in RUN_FILES:
                 (run_dir / name).unlink(missing_ok=True)
             shutil.rmtree(run_dir / "eval", ignore_errors=True)  # they evaluated the checkpoint --force removes
-        remove_stale_temporaries(run_dir)
     except BaseException:
         owner.release()
         _remove_if_empty(run_dir, created)
         raise
     return run_dir, owner
-
-
-def _check_logs_are_files(run_dir: Path) -> None:
-    """The logs a run appends to must be plain files: a link would be written through to its target."""
-    for name in ("metrics.jsonl", "spectra.jsonl"):
-        if (run_dir / name).is_symlink() or (os.path.lexists(run_dir / name) and not (run_dir / name).is_file()):
-            raise RunDirError(f"'{run_dir / name}' is not a plain file (a link or a folder): a run's logs must be "
-                              f"plain files; replace it with the file it points to")
 
 
 def _remove_if_empty(run_dir: Path, created: bool) -> None:
@@ -491,9 +480,8 @@ def _train(args: argparse.Namespace, stage: _Stage) -> int:
         stage.check()
         if args.resume:
             progress = _read_progress(run_dir) if state is not None else {}
-            _check_logs_are_files(run_dir)
-            remove_stale_temporaries(run_dir)
-            dropped = [d for n in ("metrics.jsonl", "spectra.jsonl") for d in trim_jsonl(run_dir / n, trainer.epoch)]
+            trainer.run_dir = run_dir
+            dropped = trainer.take_over_run_dir()  # before anything is written: a damaged log stops us here
         else:
             run_dir, owner = _new_run_dir(cfg, args.run_dir, args.force)
             progress, dropped = {}, []
@@ -579,7 +567,7 @@ def train_main(argv: list[str] | None = None, *, signals: list[str] | None = Non
     leaves signal handling alone, except during training (the trainer's handler).
     """
     args = _train_parser().parse_args(argv)
-    return _guard(_train, args, SignalGate(signals) if signals is not None else None)
+    return _guard(_train, args, SignalGate(signals) if signals is not None else None, "train")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -708,7 +696,7 @@ def _eval(args: argparse.Namespace, stage: _Stage) -> int:
 def eval_main(argv: list[str] | None = None, *, signals: list[str] | None = None) -> int:
     """``python eval.py ...``; returns the exit code (``signals``: as for :func:`train_main`)."""
     args = _eval_parser().parse_args(argv)
-    return _guard(_eval, args, SignalGate(signals) if signals is not None else None)
+    return _guard(_eval, args, SignalGate(signals) if signals is not None else None, "eval")
 
 
 __all__ = ["train_main", "eval_main", "RunDirError", "SignalGate"]

@@ -30,7 +30,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 LOCK_NAME = ".lock"
 TMP_SUFFIX = ".tmp"
@@ -211,27 +211,20 @@ def temporary_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}{TMP_SUFFIX}")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """The mode a plain ``open(..., "w")`` would give a new file (0666 less the umask)."""
-    return 0o666 & ~_umask()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes, exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync, rename; no partial file ever remains.
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], exclusive: bool = False) -> None:
+    """Write a file whole: ``write(f)`` fills a temporary beside ``path`` (:func:`temporary_name`),
+    which is flushed to disk and renamed over ``path``; whatever stops it (an error, Ctrl-C, a full
+    disk) removes the temporary, so no partial file ever remains. The file gets the mode of any other
+    new file (0666 less the umask), and a link at ``path`` is replaced, never followed.
 
     ``exclusive``: fail with FileExistsError if ``path`` exists (also when another process creates
-    it meanwhile) instead of replacing it. A link at ``path`` is replaced, never followed."""
+    it meanwhile) instead of replacing it. OSErrors name ``path``, not the temporary.
+    """
     path = Path(path)
     tmp = temporary_name(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         if exclusive:
@@ -242,7 +235,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, exclusive: bool = False) -
             except OSError:  # a filesystem without hard links: an exclusive create, then the bytes
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                 with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                    write(f)
             tmp.unlink()
         else:
             os.replace(tmp, path)
@@ -252,6 +245,11 @@ def atomic_write_bytes(path: str | Path, data: bytes, exclusive: bool = False) -
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, exclusive: bool = False) -> None:
+    """:func:`atomic_write` of ``data``."""
+    atomic_write(path, lambda f: f.write(data), exclusive)
 
 
 def atomic_write_text(path: str | Path, text: str, exclusive: bool = False) -> None:
@@ -290,6 +288,25 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+LOGS = ("metrics.jsonl", "spectra.jsonl")
+
+
+def take_over(folder: str | Path, epoch: int) -> list[str]:
+    """What the owner of a run folder does before it writes there: check that the logs are plain
+    files (a link would be written through), remove dead writers' temporaries, and cut the logs back
+    to ``epoch`` (:func:`trim_jsonl`); returns what was dropped, in words. Raises before changing
+    anything if a log is a link or is damaged."""
+    folder = Path(folder)
+    for name in LOGS:
+        p = folder / name
+        if p.is_symlink() or (os.path.lexists(p) and not p.is_file()):
+            raise RunDirError(f"'{p}' is not a plain file (a link or a folder): a run's logs must be plain files; "
+                              f"replace it with the file it points to")
+    parsed = {name: _parse_jsonl(folder / name) for name in LOGS}  # a damaged line stops us before any change
+    remove_stale_temporaries(folder)
+    return [d for name in LOGS for d in _trim(folder / name, *parsed[name], epoch)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,7 +405,10 @@ def trim_jsonl(path: Path, epoch: int) -> list[str]:
     :class:`RunDirError` and the file stays as it is.
     """
     path = Path(path)
-    parsed, torn = _parse_jsonl(path)
+    return _trim(path, *_parse_jsonl(path), epoch)
+
+
+def _trim(path: Path, parsed: list[tuple[bytes, dict[str, Any]]], torn: bool, epoch: int) -> list[str]:
     kept = [line for line, rec in parsed if rec["epoch"] <= epoch]
     dropped = []
     if len(kept) < len(parsed):

@@ -150,30 +150,24 @@ def _range_cases(leaves):
     return [(key, side) for key in sorted(leaves) for side in ("low", "high")]
 
 
-@pytest.mark.parametrize("key, side", _range_cases(RUN_LEAVES), ids=lambda v: str(v))
-def test_run_config_bounds_accepted_and_just_outside_refused(key, side):
-    bounds = config_mod.RANGES[key]
-    integer = RUN_LEAVES[key] is int
-    inside, outside = _edges(bounds, integer)[side]
-    extra = RUN_COMPANIONS.get((key, side), [])
-    cfg = load_config(None, extra + [_assignment(key, inside)])
-    assert _get(cfg, _concrete(key)) == inside
-    with pytest.raises(ConfigError) as e:
-        load_config(None, extra + [_assignment(key, outside)])
-    msg = str(e.value)
-    assert "\n" not in msg and _concrete(key) in msg, msg
+# run config and toy config: (its range table, its numeric leaves, the keys some bounds need set too,
+# how it is built from --set overrides)
+SCHEMAS = {
+    "run": (config_mod.RANGES, RUN_LEAVES, RUN_COMPANIONS, lambda overrides: load_config(None, overrides)),
+    "toy": (toy_config.TOY_RANGES, TOY_LEAVES, TOY_COMPANIONS, lambda overrides: toy_config.build_config(None, overrides)),
+}
 
 
-@pytest.mark.parametrize("key, side", _range_cases(TOY_LEAVES), ids=lambda v: str(v))
-def test_toy_config_bounds_accepted_and_just_outside_refused(key, side):
-    bounds = toy_config.TOY_RANGES[key]
-    integer = TOY_LEAVES[key] is int
-    inside, outside = _edges(bounds, integer)[side]
-    extra = TOY_COMPANIONS.get((key, side), [])
-    cfg = toy_config.build_config(None, extra + [_assignment(key, inside)])
+@pytest.mark.parametrize("schema, key, side", [(name, key, side) for name, (_, leaves, _, _) in SCHEMAS.items()
+                                                for key, side in _range_cases(leaves)], ids=lambda v: str(v))
+def test_config_bounds_accepted_and_just_outside_refused(schema, key, side):
+    ranges, leaves, companions, build = SCHEMAS[schema]
+    inside, outside = _edges(ranges[key], leaves[key] is int)[side]
+    extra = companions.get((key, side), [])
+    cfg = build(extra + [_assignment(key, inside)])
     assert _get(cfg, _concrete(key)) == inside
     with pytest.raises(ConfigError) as e:
-        toy_config.build_config(None, extra + [_assignment(key, outside)])
+        build(extra + [_assignment(key, outside)])
     msg = str(e.value)
     assert "\n" not in msg and _concrete(key) in msg, msg
 

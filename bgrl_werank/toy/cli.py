@@ -25,7 +25,7 @@ import torch
 from ..rundir import make_writable, run_dir_path
 from .config import ConfigError, ToyConfig, load_config, save_config
 from .experiments import FIGURES, TRAJECTORY_LOSS, draw, run_figure, summarise
-from .report import ReportError, report
+from .report import ReportError, read_json, report
 from .train import RunSpec, ToyTrainingError
 
 EXIT_ERROR = 2
@@ -99,29 +99,13 @@ def _rerun(run_dir: Path, figure: object = None) -> str:
     return f"re-run the experiment (python -m bgrl_werank.toy --figure {n} --out {run_dir}, without --replot)"
 
 
-def read_json(path: Path, rerun: str) -> object:
-    """A JSON file the experiment wrote; a truncated, corrupted or unreadable one is a ConfigError
-    that names it and says to re-run."""
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"'{path}' is corrupted (byte offset {e.start} is not UTF-8 text); {rerun}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"'{path}' is truncated or corrupted (not valid JSON at line {e.lineno}, column {e.colno}: "
-                          f"{e.msg}); {rerun}") from None
-    except RecursionError:
-        raise ConfigError(f"'{path}' is corrupted (nested too deeply to read); {rerun}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read '{path}' ({e.strerror or e}); check it, or {rerun}") from None
-
-
 def _replot(run_dir: Path) -> int:
     spectra = run_dir / "spectra.json"
     config = run_dir / "config.yaml"
     for f in (spectra, config):
         if not f.is_file():
             raise ConfigError(f"'{f}' not found; --replot takes a run folder written by --figure")
-    data = read_json(spectra, _rerun(run_dir))
+    data = read_json(spectra, _rerun(run_dir), ConfigError)
     figure = data.get("figure") if isinstance(data, dict) else None
     rerun = _rerun(run_dir, figure)
     if (not isinstance(data, dict) or figure not in FIGURES or isinstance(figure, bool)

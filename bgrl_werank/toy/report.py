@@ -37,27 +37,36 @@ def _command(folder: str) -> str:
     return next((command for _, f, command in RUNS if f == folder), "its command in bgrl_werank/toy/report.py RUNS")
 
 
-def _read(path: Path, folder: str) -> str:
-    """A file the experiment wrote, as text; an unreadable or non-UTF-8 one is a ReportError saying to re-run."""
+def read_text(path: Path, rerun: str, error: type[Exception] = ReportError) -> str:
+    """A file an experiment wrote, as text; an unreadable or non-UTF-8 one raises ``error`` naming it
+    and ending with ``rerun`` (how to write it again)."""
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ReportError(f"'{path}' is corrupted (byte offset {e.start} is not UTF-8 text); re-run the experiment: "
-                          f"{_command(folder)}") from None
+        raise error(f"'{path}' is corrupted (byte offset {e.start} is not UTF-8 text); {rerun}") from None
     except OSError as e:
-        raise ReportError(f"cannot read '{path}' ({e.strerror or e}); check it, or re-run the experiment: {_command(folder)}") from None
+        raise error(f"cannot read '{path}' ({e.strerror or e}); check it, or {rerun}") from None
+
+
+def read_json(path: Path, rerun: str, error: type[Exception] = ReportError) -> object:
+    """A JSON file an experiment wrote; a truncated or corrupted one raises ``error`` as :func:`read_text`."""
+    try:
+        return json.loads(read_text(path, rerun, error))
+    except json.JSONDecodeError as e:
+        raise error(f"'{path}' is truncated or corrupted (not valid JSON at line {e.lineno}, column {e.colno}: "
+                    f"{e.msg}); {rerun}") from None
+    except RecursionError:
+        raise error(f"'{path}' is corrupted (nested too deeply to read); {rerun}") from None
+
+
+def _rerun(folder: str) -> str:
+    return f"re-run the experiment: {_command(folder)}"
 
 
 def _read_json(path: Path, folder: str) -> dict:
-    try:
-        data = json.loads(_read(path, folder))
-    except json.JSONDecodeError as e:
-        raise ReportError(f"'{path}' is truncated or corrupted (not valid JSON at line {e.lineno}, column {e.colno}: "
-                          f"{e.msg}); re-run the experiment: {_command(folder)}") from None
-    except RecursionError:
-        raise ReportError(f"'{path}' is corrupted (nested too deeply to read); re-run the experiment: {_command(folder)}") from None
+    data = read_json(path, _rerun(folder))
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
-        raise ReportError(f"'{path}' does not hold what --figure writes (its runs); re-run the experiment: {_command(folder)}")
+        raise ReportError(f"'{path}' does not hold what --figure writes (its runs); {_rerun(folder)}")
     return data
 
 
@@ -229,7 +238,7 @@ def spectra_details(runs: Path) -> str:
         path = runs / folder / "summary.md"
         if not path.is_file():
             raise ReportError(f"'{runs / folder}' has no summary.md; re-run the experiment: {_command(folder)}")
-        md = _read(path, folder).strip().splitlines()
+        md = read_text(path, _rerun(folder)).strip().splitlines()
         if not md or not md[0].startswith("# "):
             raise ReportError(f"'{path}' is truncated or corrupted (no '# ' title line); re-run the experiment: {_command(folder)}")
         title = md[0].lstrip("# ").strip()

@@ -8,14 +8,13 @@ disk, leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import upgrade_saved_config
-from ..rundir import free_bytes, human_bytes, is_disk_full, temporary_name
+from ..rundir import atomic_write, free_bytes, human_bytes, is_disk_full
 
 FORMAT = "bgrl-werank-checkpoint-v1"
 # the model itself is under "method" (or, in checkpoints written before methods, under
@@ -49,26 +48,15 @@ def _tensor_bytes(obj: Any) -> int:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` atomically to ``path`` (temporary file, fsync, rename).
-
-    The temporary is ``.checkpoint.pt.<pid>.tmp`` beside the target: whatever stops the write (an
-    exception, Ctrl-C, a full disk) removes it, and one left by a killed process is removed by the
-    folder's next owner (:func:`bgrl_werank.rundir.remove_stale_temporaries`). The file gets the
-    mode any other file of the run gets (0666 less the umask). A full filesystem raises
-    :class:`DiskFullError`, which says how much space the checkpoint needs.
+    """Write ``state`` whole to ``path`` (:func:`bgrl_werank.rundir.atomic_write`: temporary file,
+    fsync, rename; a temporary left by a killed process is removed by the folder's next owner). A
+    full filesystem raises :class:`DiskFullError`, which says how much space the checkpoint needs.
     """
     path = Path(path)
     state = {"format": FORMAT, **state}
-    tmp = temporary_name(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(state, f))
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
         if is_disk_full(e):
             previous = path.stat().st_size if path.is_file() else 0
             raise DiskFullError(path, max(previous, _tensor_bytes(state)), free_bytes(path.parent)) from None

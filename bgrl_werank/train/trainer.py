@@ -31,7 +31,7 @@ from ..labels import method_title
 from ..losses import werank_penalty
 from ..methods import Method
 from ..methods import from_config as method_from_config
-from ..rundir import JsonlAppender, claim, human_bytes, is_disk_full, remove_stale_temporaries, trim_jsonl
+from ..rundir import JsonlAppender, claim, human_bytes, is_disk_full, take_over
 from ..ops import keep_heap_if_room, rss_bytes
 from ..models import reestimate_batchnorm
 from ..schedules import learning_rate
@@ -301,6 +301,7 @@ class Trainer:
         self._heap_decided = self.device.type != "cpu"  # keep activation memory in the heap? decided after the first step
         self.epoch = 0  # number of finished epochs
         self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk, if this trainer wrote or read one
+        self._taken_over: tuple[str, int] | None = None  # (run folder, epoch) of the last take_over_run_dir
         self.on_epoch_end = on_epoch_end
         mode = cfg.train.progress
         self.progress = progress if progress is not None else (mode == "bar" or (mode == "auto" and sys.stderr.isatty()))
@@ -419,17 +420,15 @@ class Trainer:
         """Train from ``self.epoch`` to ``cfg.train.epochs``, checkpointing and logging as configured.
 
         The run folder is claimed first (:func:`bgrl_werank.rundir.claim`: a second live writer is
-        refused), stale temporaries of dead writers are removed, and the logs are cut back to the
-        state this run continues from (:func:`bgrl_werank.rundir.trim_jsonl`). SIGINT and SIGTERM
+        refused) and taken over (:meth:`take_over_run_dir`: dead writers' temporaries removed, the
+        logs cut back to the state this run continues from). SIGINT and SIGTERM
         finish the current epoch, write a checkpoint and raise :class:`Interrupted`; a signal that
         arrives during the last epoch is left in :attr:`stop_signal` for the caller.
         """
         cfg = self.cfg
         total = cfg.train.epochs
         with claim(self.run_dir):
-            remove_stale_temporaries(self.run_dir)
-            for name in ("metrics.jsonl", "spectra.jsonl"):
-                trim_jsonl(self.run_dir / name, self.epoch)
+            self.take_over_run_dir()
             old_handlers = {}
             try:
                 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -477,6 +476,16 @@ class Trainer:
         if self.epoch % cfg.checkpoint.every == 0 or self.epoch == total or self._stop_signal:
             self.save()
         return record
+
+    def take_over_run_dir(self) -> list[str]:
+        """:func:`bgrl_werank.rundir.take_over` of the run folder at this trainer's epoch, once (the
+        CLI does it before it writes anything, then :meth:`fit` finds it done); returns what it dropped."""
+        key = (str(self.run_dir.resolve()), self.epoch)
+        if self._taken_over == key:
+            return []
+        dropped = take_over(self.run_dir, self.epoch)
+        self._taken_over = key
+        return dropped
 
     @property
     def stop_signal(self) -> str | None:
