@@ -53,7 +53,13 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("bn_prelu.c")
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
+# -fno-trapping-math lets gcc turn the kernels' PReLU selects (y > 0 ? y : slope * y) into vector
+# blends. Without it, only a target with masked vector stores (AVX-512) vectorised those loops; for
+# an AVX2-only CPU (AMD EPYC Zen 1 here) gcc 12 left them scalar with a data-dependent branch, and
+# the BatchNorm+PReLU forward on Cora's 2708 x 512 took 14 ms instead of ~1 ms (one thread). The
+# flag changes no value: it only stops gcc preserving floating-point exception flags, which nothing
+# here reads. tests/test_kernels.py checks that every kernel loop is vectorised where gcc reports it.
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 
 _LIB: ctypes.CDLL | None = None
 _STATE: str | None = None  # None: not tried yet; "ok"; or why it is not available
