@@ -639,6 +639,13 @@ def run_epochs(spec: dict) -> dict[str, object]:
             out.update(_probe(trainer, spec["probe"]))
             if spec["probe"]:
                 out["mode"] = "probe"
+        if spec.get("evaluate"):  # the run's own probe (cfg.eval: protocol, splits), as train.py ends a run
+            from bgrl_werank.train.trainer import evaluate
+
+            res = evaluate(cfg, trainer_method(trainer), graph, getattr(trainer, "backend", None))
+            out.update(eval_protocol=cfg.eval.protocol, eval_splits=len(res["test_acc"]), eval_acc=round(100 * res["mean"], 3),
+                       eval_std=round(100 * res["std"], 3), rankme=round(res["rankme"], 2),
+                       epochs_trained=spec["warmup"] + spec["epochs"], seed=cfg.seed)
         if spec.get("werank_ab") and cfg.werank.enabled:
             pairs = _pairs_for(statistics.median(times), spec["werank_ab"], spec.get("werank_ab_seconds", 10.0))
             out.update(_werank_in_step(trainer, spec["warmup"] + spec["epochs"], pairs))
@@ -987,6 +994,20 @@ def specs(args) -> list[dict]:
     return out
 
 
+def machine_fields() -> dict[str, object]:
+    """What every result row records of the machine: the CPU (:func:`bgrl_werank.cpu.cpu_info`) and
+    its kind, as the per-CPU tables group rows, and torch's version."""
+    from bgrl_werank.cpu import cpu_info, cpu_kind
+
+    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "cpu_kind": cpu_kind(),
+            "cpu": cpu_info(), "torch": torch.__version__}
+
+
+def row_cpu_kind(row: dict) -> str:
+    """The CPU kind a result row was measured on; rows from before it was recorded say so."""
+    return row.get("cpu_kind") or f"not recorded ({row.get('machine', 'unknown machine')})"
+
+
 def _rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -1156,6 +1177,31 @@ def _kernels_markdown(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def _per_cpu_markdown(rows: list[dict]) -> list[str]:
+    """Epoch time of each dataset and WERank setting on every CPU kind measured (newest row of each)."""
+    latest: dict[tuple[str, bool, str], dict] = {}
+    for r in rows:
+        latest[(r["dataset"], r["werank"], row_cpu_kind(r))] = r
+    kinds = sorted({k for _, _, k in latest}, key=lambda k: (k.startswith("not recorded"), k))
+    if not kinds:
+        return []
+    lines = ["Epoch time per CPU kind (the newest default-mode row of each; same columns as the first table, "
+             "s / epoch median, × its own floor, GEMM rate measured in that process). Rows from before the CPU "
+             "was recorded are grouped as such.", "",
+             "| dataset | WERank |" + "".join(f" {k} |" for k in kinds), "|---|---|" + "---|" * len(kinds)]
+    for name in DATASETS:
+        for werank in (True, False):
+            if not any((name, werank, k) in latest for k in kinds):
+                continue
+            cells = []
+            for k in kinds:
+                r = latest.get((name, werank, k))
+                cells.append(f" {r['s_epoch_median']:.3f} s ({r['s_epoch_median'] / r['floor_s_measured_rate']:.2f}× floor, "
+                             f"{r['gemm_gflops_measured']:.0f} GFLOP/s) |" if r else " — |")
+            lines.append(f"| {name} | {'on' if werank else 'off'} |" + "".join(cells))
+    return lines + [""]
+
+
 def markdown() -> str:
     """README tables from the latest result of each configuration in benchmarks/results/."""
     lines = []
@@ -1243,6 +1289,10 @@ def markdown() -> str:
                 overhead.append(f"{name} {100 * (on['s_epoch_median'] / off['s_epoch_median'] - 1):+.1f}%")
         if overhead:
             lines += [f"Epoch with WERank on vs off (ratio of medians − 1; each one's min–max range is in the first table): {', '.join(overhead)}.", ""]
+    lines += _per_cpu_markdown(_rows(RESULTS / "epoch.jsonl"))
+    from benchmarks.bench_reference import markdown as reference_markdown
+
+    lines += reference_markdown()
     lines += _kernels_markdown(_rows(RESULTS / "kernels-ab.jsonl"))
     profiles = {r["dataset"]: r for r in _rows(RESULTS / "profile.jsonl")}
     if profiles:
@@ -1390,7 +1440,7 @@ def main(argv: list[str] | None = None) -> int:
             else ("methods-steps" if args.in_process else "methods") if args.methods is not None else "epoch")
     out = Path(args.out) if args.out else RESULTS / f"{mode}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__}
+    machine = machine_fields()
     if args.rounds is None and (args.against or args.methods is not None):
         args.rounds = 3
     if args.methods is not None:

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from . import kernels
+from .cpu import cache_bytes
 
 
 def csr_transpose(a: Tensor) -> Tensor:
@@ -92,13 +93,8 @@ def csr_matmul(mat: Tensor, h: Tensor) -> Tensor:
 
 @functools.lru_cache(maxsize=None)
 def last_level_cache_bytes() -> int | None:
-    """Size of CPU 0's level-3 cache from sysfs (Linux), else None."""
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as f:
-            text = f.read().strip().upper()
-        return int(text.rstrip("KM")) * {"K": 1024, "M": 1024**2}.get(text[-1:], 1)
-    except (OSError, ValueError):
-        return None
+    """Size of CPU 0's level-3 cache (:func:`bgrl_werank.cpu.cache_bytes`), else None."""
+    return cache_bytes(3)
 
 
 # csr_matmul_in_column_blocks: a block of h may take this share of the last-level cache, and is

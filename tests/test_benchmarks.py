@@ -1,6 +1,7 @@
 """The epoch benchmark's bookkeeping: operator categories of ``--profile``, the dense-product count,
 its workers on the fast and plain backends, the package API it reads in either tree (``--against``),
 and the tables of ``--against`` and ``--methods``."""
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -292,3 +293,57 @@ def test_probe_of_the_benchmark_embeddings():
                     "overrides": SPARSE})
     assert row["mode"] == "probe" and row["probe_splits"] == 20
     assert 0 < row["probe_torch_acc"] <= 100 and 0 < row["probe_sklearn_tol0.0001_acc"] <= 100
+
+
+def _reference_row(tree, rnd, s, kind="Some CPU, AVX2, 2 cores", **extra):
+    row = {"mode": "reference", "dataset": "cora", "tree": tree, "round": rnd, "batch": "b1", "s_epoch_median": s,
+           "epochs_timed": 20, "threads": 2, "loadavg_1min": 1.0, "cpu_kind": kind}
+    if tree == "this":
+        row.update(floor_s_measured_rate=0.2, gemm_gflops_measured=70.0)
+    return {**row, **extra}
+
+
+def test_reference_table_takes_per_round_speedups_and_the_floor_bound(tmp_path):
+    from benchmarks.bench_reference import markdown, speedups
+
+    rows = []
+    for rnd, (ref, mine, mine_on) in enumerate([(0.8, 0.4, 0.44), (0.9, 0.3, 0.33), (0.6, 0.3, 0.31)]):
+        rows += [_reference_row("reference", rnd, ref), _reference_row("this", rnd, mine), _reference_row("this-werank", rnd, mine_on)]
+    rows.append(_reference_row("reference", 3, 5.0))  # an unfinished round: ignored
+    s = speedups(rows)
+    assert s["rounds"] == 3 and s["speedup_rounds"] == pytest.approx([2.0, 3.0, 2.0])
+    assert s["speedup"] == pytest.approx(2.0) and s["bound"] == pytest.approx(4.0)  # median of 0.8, 0.9, 0.6 over 0.2
+    path = tmp_path / "reference.jsonl"
+    other = [_reference_row(r["tree"], r["round"], r["s_epoch_median"] / 2, kind="Other CPU, AVX-512, 2 cores",
+                            **({"floor_s_measured_rate": 0.1, "gemm_gflops_measured": 140.0} if r["tree"] == "this" else {}))
+             for r in rows]
+    path.write_text("\n".join(json.dumps(r) for r in rows + other) + "\n")
+    text = "\n".join(markdown(path))
+    assert "| cora | ≥ 3× | 0.400 s |" in text  # CPU kinds in sorted order: "Other CPU" (halved times) first
+    assert text.count("(goal not met)") == 2 and "Other CPU, AVX-512, 2 cores: reference" in text
+
+
+def test_reference_benchmark_refuses_a_folder_that_is_not_the_reference(tmp_path, capsys):
+    from benchmarks.bench_reference import main
+
+    assert main(["--reference", str(tmp_path), "--datasets", "cora"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "nerdslab/bgrl" in err and "\n" not in err
+
+
+def test_cpu_info_names_the_widest_vector_extension(monkeypatch):
+    from bgrl_werank import cpu
+
+    fields = {"model name": "Test CPU", "vendor_id": "AuthenticAMD", "cpu family": "23", "model": "1",
+              "flags": "fpu sse4_2 avx avx2 fma"}
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: fields)
+    cpu.cpu_info.cache_clear()
+    try:
+        info = cpu.cpu_info()
+        assert info["isa"] == "AVX2" and info["family"] == 23 and info["cores"] == cpu.usable_cores()
+        assert cpu.cpu_kind(info) == f"Test CPU, AVX2, {info['cores']} cores"
+        fields["flags"] += " avx512f"
+        cpu.cpu_info.cache_clear()
+        assert cpu.cpu_info()["isa"] == "AVX-512"
+    finally:
+        cpu.cpu_info.cache_clear()
