@@ -8,7 +8,8 @@ the reference's loader does) with the same settings, read from this project's co
 
 * **this code**: :class:`bgrl_werank.train.trainer.Trainer` on the backend ``backend: auto`` picks
   (``fast`` on CPU), through :func:`benchmarks.bench_epoch.run_epochs` — WERank off (the reference's
-  model exactly) and, in the timing rounds, also WERank on as shipped;
+  model exactly) and, in the timing rounds, also WERank on as shipped, and WERank off on the
+  ``plain`` backend (stock PyG layers; the fast backend must never be slower than it);
 * **the reference**: its ``GCN`` (GCNConv → PyG BatchNorm with ``momentum=0.99`` → PReLU per layer),
   ``MLP_Predictor``, ``BGRL`` (EMA target), its ``get_graph_drop_transform`` views,
   ``CosineDecayScheduler`` for the learning rate and the momentum, and PyTorch's AdamW, in the step
@@ -216,7 +217,8 @@ def run(args) -> int:
                   "epochs": args.epochs, "total": sched["epochs"], "warmup_epochs": sched["warmup_epochs"]}
         runs = [("reference", lambda: _spawn_reference(theirs)),
                 ("this", lambda: _spawn({**mine, "overrides": ["werank.enabled=false"]})),
-                ("this-werank", lambda: _spawn({**mine, "overrides": ["werank.enabled=true"]}))]
+                ("this-werank", lambda: _spawn({**mine, "overrides": ["werank.enabled=true"]})),
+                ("this-plain", lambda: _spawn({**mine, "floor": False, "overrides": ["werank.enabled=false", "backend=plain"]}))]
         for r in range(args.rounds):
             order = runs[r % len(runs):] + runs[:r % len(runs)]
             for tree, res in order:
@@ -246,14 +248,15 @@ def speedups(rows: list[dict]) -> dict[str, object]:
     by_round: dict[int, dict[str, dict]] = {}
     for r in rows:
         by_round.setdefault(r["round"], {})[r["tree"]] = r
-    complete = [t for t in by_round.values() if {"reference", "this", "this-werank"} <= set(t)]
+    complete = [t for t in by_round.values() if {"reference", "this", "this-werank", "this-plain"} <= set(t)]
     if not complete:
         return {}
     med = lambda tree: statistics.median(t[tree]["s_epoch_median"] for t in complete)  # noqa: E731
     ratio = lambda tree: [t["reference"]["s_epoch_median"] / t[tree]["s_epoch_median"] for t in complete]  # noqa: E731
     bound = [t["reference"]["s_epoch_median"] / t["this"]["floor_s_measured_rate"] for t in complete]
     return {"rounds": len(complete), "epochs": complete[0]["reference"]["epochs_timed"], "reference_s": med("reference"),
-            "this_s": med("this"), "this_werank_s": med("this-werank"), "speedup": statistics.median(ratio("this")),
+            "this_s": med("this"), "this_werank_s": med("this-werank"), "plain_s": med("this-plain"),
+            "plain_over_fast": statistics.median(t["this-plain"]["s_epoch_median"] / t["this"]["s_epoch_median"] for t in complete), "speedup": statistics.median(ratio("this")),
             "speedup_rounds": ratio("this"), "speedup_werank": statistics.median(ratio("this-werank")),
             "floor_s": statistics.median(t["this"]["floor_s_measured_rate"] for t in complete),
             "gemm": statistics.median(t["this"]["gemm_gflops_measured"] for t in complete),
@@ -276,12 +279,14 @@ def markdown(path: Path | None = None) -> list[str]:
             "(`python -m benchmarks.bench_reference --reference <checkout>`): BGRL on the shipped config's graph, "
             "layers, views and schedule; per round one process of the reference and one of this code with WERank off "
             "(the reference's model) and on (as shipped), the order rotating; each process times the epochs given "
-            "after 3 warm-up epochs; medians over rounds, and the speed-up as the median of the per-round ratios "
+            "after 3 warm-up epochs, and one of this code on the `plain` backend (stock PyG layers, WERank off: what "
+            "the fast backend must never be slower than); medians over rounds, and the speed-up as the median of the per-round ratios "
             "(reference s / epoch over this code's). \"Bound\" is the reference's s / epoch over this code's "
             "arithmetic floor (2 × the step's multiply-adds ÷ the GEMM rate measured in the same process): "
             "no implementation of the same arithmetic can be faster than that on that CPU.", ""]
-        head = "| dataset | goal |" + "".join(f" {k}: reference | this code | speed-up (WERank on) | bound |" for k in kinds)
-        lines += [head, "|---|---|" + "---|---|---|---|" * len(kinds)]
+        head = "| dataset | goal |" + "".join(f" {k}: reference | this code (WERank on) | plain backend | speed-up (WERank on) | bound |"
+                                           for k in kinds)
+        lines += [head, "|---|---|" + "---|---|---|---|---|" * len(kinds)]
         for name in DATASETS:
             if not any((k, name) in stats and stats[(k, name)] for k in kinds):
                 continue
@@ -289,10 +294,11 @@ def markdown(path: Path | None = None) -> list[str]:
             for k in kinds:
                 s = stats.get((k, name)) or {}
                 if not s:
-                    cells.append(" — | — | — | — |")
+                    cells.append(" — | — | — | — | — |")
                     continue
                 met = "" if s["speedup"] >= GOAL[name] else " (goal not met)"
                 cells.append(f" {s['reference_s']:.3f} s | {s['this_s']:.3f} s ({s['this_werank_s']:.3f} s) | "
+                             f"{s['plain_s']:.3f} s ({s['plain_over_fast']:.2f}× the fast backend's) | "
                              f"**{s['speedup']:.2f}×**{met} ({s['speedup_werank']:.2f}×) | {s['bound']:.2f}× |")
             lines.append("".join(cells))
         lines.append("")

@@ -308,10 +308,12 @@ def test_reference_table_takes_per_round_speedups_and_the_floor_bound(tmp_path):
 
     rows = []
     for rnd, (ref, mine, mine_on) in enumerate([(0.8, 0.4, 0.44), (0.9, 0.3, 0.33), (0.6, 0.3, 0.31)]):
-        rows += [_reference_row("reference", rnd, ref), _reference_row("this", rnd, mine), _reference_row("this-werank", rnd, mine_on)]
+        rows += [_reference_row("reference", rnd, ref), _reference_row("this", rnd, mine), _reference_row("this-werank", rnd, mine_on),
+                 _reference_row("this-plain", rnd, 2 * mine)]
     rows.append(_reference_row("reference", 3, 5.0))  # an unfinished round: ignored
     s = speedups(rows)
     assert s["rounds"] == 3 and s["speedup_rounds"] == pytest.approx([2.0, 3.0, 2.0])
+    assert s["plain_over_fast"] == pytest.approx(2.0)
     assert s["speedup"] == pytest.approx(2.0) and s["bound"] == pytest.approx(4.0)  # median of 0.8, 0.9, 0.6 over 0.2
     path = tmp_path / "reference.jsonl"
     other = [_reference_row(r["tree"], r["round"], r["s_epoch_median"] / 2, kind="Other CPU, AVX-512, 2 cores",
