@@ -5,8 +5,8 @@
 ``backend``:
 
 * ``plain`` — stock PyTorch + PyG on any device: the encoder from :func:`bgrl_werank.encoders.build`,
-  views as PyG ``Data`` (dense features with masked columns, the kept edge list), the full graph as
-  ``Data(x, edge_index)``. This is the reference every other backend is tested against.
+  views as PyG ``Data`` (the features with masked columns — sparse CSR features stay sparse for the
+  built-in encoders — and the kept edge list), the full graph as ``Data(x, edge_index)``. This is the reference every other backend is tested against.
 * ``fast`` — the hand-optimised CPU path of the ``gcn`` encoder with BatchNorm + PReLU on every
   layer (BGRL's): sparse first layer, views built in O(E) with their normalised adjacency
   (:class:`bgrl_werank.augment.ViewBuilder`), closed-form gradients, oneDNN products and the
@@ -122,11 +122,13 @@ def _model_kwargs(model: Any) -> dict:
     return kwargs
 
 
-# Encoders whose first operation on the features is a linear map, which PyTorch computes from
-# sparse CSR features as they are (GCNConv: X·Wᵀ, then propagation). Sparse bag-of-words features
-# then cost O(nnz) instead of O(N·F) in the first layer: Coauthor Physics' 34 493 × 8 415 features
-# are 0.4 % non-zero (1.2 GB dense). Same values as dense features (tests/test_backends.py).
-SPARSE_INPUT_ENCODERS = frozenset({"gcn"})
+# Encoders that read sparse CSR features as they are: every built-in one starts its first layer with
+# the sparse × dense product X·Wᵀ (GCN and GAT project first; SAGE and GIN are rearranged so that
+# they do, bgrl_werank/encoders/sparse_input.py). Sparse bag-of-words features then cost O(nnz)
+# instead of O(N·F) in the first layer: Coauthor Physics' 34 493 × 8 415 features are 0.4 %
+# non-zero (1.2 GB dense). Same values and gradients as dense features (tests/test_sparse_input.py).
+# A registered encoder gets dense features (it may not accept CSR).
+SPARSE_INPUT_ENCODERS = frozenset({"gcn", "sage", "gat", "gin"})
 
 
 class PlainBackend(Backend):

@@ -343,9 +343,26 @@ def test_plain_backend_with_sparse_features_computes_the_dense_values(device):
     assert grads_s.keys() == grads_d.keys() and grads_s
     for name in grads_s:
         assert torch.allclose(grads_s[name], grads_d[name], atol=1e-5, rtol=1e-4), name
+
+
+
+def test_plain_backend_keeps_sparse_features_for_built_in_encoders_only(monkeypatch):
+    """Every built-in encoder reads CSR features as they are; a registered one gets them dense."""
+    from bgrl_werank import encoders
+
+    x, ei = _graph(density=0.08)
+    graph = SimpleNamespace(x=fast_features(x), edge_index=ei)
+    for name in encoders.NAMES:
+        default = PlainBackend(CPU)
+        build_method(_cfg("device=cpu", "backend=plain", f"model.encoder={name}", "model.layer_sizes=[16, 8]"),
+                     x.size(1), default)
+        assert default.full_graph(graph).x.layout == torch.sparse_csr, name
+        assert default.view_maker(graph).view(0.2, 0.3, torch.Generator().manual_seed(0)).x.layout == torch.sparse_csr
+    monkeypatch.setattr(encoders, "_REGISTRY", dict(encoders._REGISTRY))
+    encoders.register("mine", lambda i, sizes, **kw: GNNEncoder("sage", i, sizes, **kw))
     default = PlainBackend(CPU)
-    build_method(_cfg("device=cpu", "backend=plain", "model.encoder=sage"), x.size(1), default)
-    assert default.full_graph(graph).x.layout == torch.strided  # sage reads dense features
+    build_method(_cfg("device=cpu", "backend=plain", "model.encoder=mine", "model.layer_sizes=[16, 8]"), x.size(1), default)
+    assert default.full_graph(graph).x.layout == torch.strided  # a registered encoder may not take CSR
 
 
 @pytest.mark.parametrize("name", ["cuda:x", "cuda:", "cuda:-1"])

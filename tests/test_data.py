@@ -33,6 +33,7 @@ from bgrl_werank.data import (
     make_csbm,
     resolve_data_root,
 )
+import bgrl_werank.data.csbm as csbm_module
 from bgrl_werank.data.csbm import _distinct
 
 from .conftest import missing_data
@@ -515,6 +516,89 @@ def test_csbm_large_runs() -> None:
     data = make_csbm(num_nodes=100_000, avg_degree=10.0, num_features=16, seed=0)
     assert data.num_nodes == 100_000
     assert abs(data.edge_index.size(1) / 100_000 - 10.0) < 0.5
+
+
+def _csbm_digest(data: Data) -> str:
+    import hashlib
+
+    x = data.x
+    parts = [data.edge_index, data.y]
+    parts += [x.crow_indices(), x.col_indices(), x.values()] if x.layout == torch.sparse_csr else [x]
+    h = hashlib.sha256()
+    for t in parts:
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# The generator's output before it drew its edges in chunks (commit 18c9a51, make_csbm and
+# load_dataset alike): edges, labels and features, byte for byte.
+_CSBM_BEFORE_CHUNKS = [
+    (dict(num_nodes=240, num_features=24, num_classes=3, avg_degree=6, signal=1.5, seed=0), "8f9916e7a3209e97"),
+    (dict(num_nodes=1001, num_classes=4, num_features=32, seed=0), "ef0256054ad7a05e"),
+    (dict(num_nodes=1500, num_classes=3, avg_degree=20.0, homophily=0.05, seed=3), "1300b1ac875ee808"),
+    (dict(num_nodes=400, feature_density=0.2, seed=7), "21af1a13ef181b4f"),
+    (dict(num_nodes=150, num_classes=3, num_features=60, feature_density=0.05, avg_degree=5, seed=2), "c05c457b1d37e22e"),
+    (dict(num_nodes=50_000, avg_degree=10.0, num_features=8, seed=1), "f7d2dd5a74628841"),
+]
+
+
+@pytest.mark.parametrize("args,digest", _CSBM_BEFORE_CHUNKS)
+def test_csbm_output_is_the_one_before_chunking(args: dict, digest: str) -> None:
+    assert _csbm_digest(make_csbm(**args)) == digest
+    assert _csbm_digest(load_dataset("csbm", csbm=args)) == digest
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 256])
+@pytest.mark.parametrize("args", [dict(num_nodes=60, num_classes=3, avg_degree=8.0, num_features=5, seed=4),
+                                  dict(num_nodes=90, num_classes=2, avg_degree=30.0, feature_density=0.3, seed=5),
+                                  dict(num_nodes=500, num_classes=5, avg_degree=3.0, homophily=0.1, seed=6)])
+def test_csbm_drawn_in_small_chunks_equals_one_chunk(monkeypatch, args: dict, chunk: int) -> None:
+    """The chunk size never changes the graph: the random stream is consumed in the same order, and
+    everything drawn after the edges (the features) is the same too."""
+    monkeypatch.setattr(csbm_module, "EDGE_CHUNK", 1 << 40)
+    whole = make_csbm(**args)
+    assert whole.edge_index.size(1) > 0
+    monkeypatch.setattr(csbm_module, "EDGE_CHUNK", chunk)
+    chunked = make_csbm(**args)
+    assert _csbm_digest(chunked) == _csbm_digest(whole)
+
+
+@pytest.mark.parametrize("undirected", [True, False])
+def test_csbm_edges_need_no_cleaning(undirected: bool) -> None:
+    """load_dataset keeps the generator's edges as they are (no copies of a 10⁸-edge list): self-loop
+    removal, symmetrisation and coalescing give the same edges (the pipeline every other dataset takes)."""
+    from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
+
+    args = dict(num_nodes=700, num_classes=3, avg_degree=12.0, homophily=0.6, seed=8)
+    data = load_dataset("csbm", csbm=args, undirected=undirected)
+    ei, _ = remove_self_loops(make_csbm(**args).edge_index)
+    cleaned = to_undirected(ei, num_nodes=700) if undirected else coalesce(ei, num_nodes=700)
+    assert torch.equal(data.edge_index, cleaned)
+    assert torch.equal(data.edge_index, make_csbm(**args).edge_index)
+
+
+def test_csbm_peak_memory_is_a_small_multiple_of_the_edge_list(monkeypatch) -> None:
+    """Generating + loading 3·10⁵ nodes (degree 10, one feature) with small chunks holds at most
+    ~2x the final edge_index on top of what it returns (the pre-chunking code: ~5x to generate,
+    then ~10x more in load_dataset's cleaning)."""
+    clear = Path("/proc/self/clear_refs")
+    if not clear.exists() or not os.access(clear, os.W_OK):
+        pytest.skip("needs Linux /proc/self/clear_refs to reset the peak RSS")
+
+    def status(key: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+        pytest.skip(f"no {key} in /proc/self/status")
+
+    monkeypatch.setattr(csbm_module, "EDGE_CHUNK", 1 << 16)
+    clear.write_text("5")  # the peak RSS becomes the current RSS
+    before = status("VmRSS:")
+    data = load_dataset("csbm", csbm=dict(num_nodes=300_000, avg_degree=10.0, num_features=1, seed=0))
+    peak = status("VmHWM:") - before
+    edge_bytes = data.edge_index.numel() * 8
+    assert data.edge_index.size(1) > 2_900_000
+    assert peak <= 3 * edge_bytes + (16 << 20), (peak / 2**20, edge_bytes / 2**20)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Graph encoders by name: ``build("gcn" | "sage" | "gat" | "gin", in_channels, layer_sizes, ...)``.
 
 Every encoder is an ``nn.Module`` with ``forward(x, edge_index) -> Tensor`` (x: dense (N, F) float,
-edge_index: (2, E) long), the attributes ``in_channels``, ``layer_sizes`` and ``out_channels``
+edge_index: (2, E) long; the built-in ones also take sparse CSR ``x`` without densifying it, see
+:mod:`bgrl_werank.encoders.sparse_input`), the attributes ``in_channels``, ``layer_sizes`` and ``out_channels``
 (= ``layer_sizes[-1]``), and ``reset_parameters()``. The built-in ones are :class:`GNNEncoder`;
 :func:`register` adds others under a name of their own.
 """

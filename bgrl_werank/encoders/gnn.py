@@ -29,10 +29,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.resolver import activation_resolver
+
+from .sparse_input import conv_sparse_input
 
 CONVS = ("gcn", "sage", "gat", "gin")
 NORMS = ("batch", "layer", "none")
@@ -87,8 +90,14 @@ class GNNEncoder(nn.Module):
     (``nn.Identity`` where a layer has no norm or activation), so for ``gcn`` with batch norm and PReLU the state
     dict keys are those of :class:`bgrl_werank.encoders.fast_gcn.FastGCNEncoder`.
 
+    Sparse features: ``x`` may be a ``torch.sparse_csr`` tensor. The first layer then starts with
+    the sparse × dense product ``x·Wᵀ`` and never makes ``x`` dense (for every built-in
+    convolution with its default options; SAGE and GIN with a linear aggregation): the same values
+    and gradients as ``x.to_dense()`` up to summation order. How each layer is rearranged:
+    :mod:`bgrl_werank.encoders.sparse_input`.
+
     Shapes:
-        - x: (N, in_channels) float
+        - x: (N, in_channels) float, dense or sparse CSR
         - edge_index: (2, E) long, row 0 = source, row 1 = target
         - output: (N, layer_sizes[-1])
     """
@@ -123,8 +132,12 @@ class GNNEncoder(nn.Module):
         return self.layer_sizes[-1]
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        for conv, norm, act in zip(self.convs, self.norms, self.acts):
-            x = act(norm(conv(x, edge_index)))
+        for i, (conv, norm, act) in enumerate(zip(self.convs, self.norms, self.acts)):
+            if i == 0 and x.layout == torch.sparse_csr:
+                h = conv_sparse_input(conv, x, edge_index)  # x·Wᵀ sparse × dense, never x dense
+            else:
+                h = conv(x, edge_index)
+            x = act(norm(h))
         return x
 
     def reset_parameters(self) -> None:
