@@ -139,7 +139,7 @@ class KHopSampler:
         try:
             for _ in range(self.num_hops):
                 cand = self.in_src.index_select(0, self._in_positions(frontier))
-                cand = torch.unique(cand[mark.index_select(0, cand) < 0])
+                cand = _distinct_sorted(cand[mark.index_select(0, cand) < 0], self.num_nodes)
                 if cand.numel() == 0:
                     break
                 mark[cand] = 0
@@ -149,12 +149,22 @@ class KHopSampler:
             mark[nodes] = torch.arange(nodes.numel())
             pos = self._in_positions(nodes)
             inside = mark.index_select(0, self.in_src.index_select(0, pos)) >= 0
-            eids = self.in_eid.index_select(0, pos[inside]).sort().values
+            eids = _distinct_sorted(self.in_eid.index_select(0, pos[inside]), self.edge_index.size(1))
             edge_index = mark[self.edge_index.index_select(1, eids)]
             seed_rows = mark.index_select(0, seeds)
         finally:
             mark[torch.cat(parts)] = -1
         return nodes, edge_index, seed_rows
+
+
+def _distinct_sorted(ids: Tensor, size: int) -> Tensor:
+    """The distinct values of ``ids`` (all in [0, size)) in increasing order: a sort (O(m log m)) for
+    few, a mask over [0, size) (O(size)) when they are many (a neighbourhood covering much of the graph)."""
+    if ids.numel() * 16 < size:
+        return torch.unique(ids)
+    mask = torch.zeros(size, dtype=torch.bool)
+    mask[ids] = True
+    return mask.nonzero().squeeze(1)
 
 
 class NeighborSampler:
