@@ -120,10 +120,17 @@ class Method(nn.Module):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def embed(self, data: Any, encoder: nn.Module | None = None) -> Tensor:
+    def embed(self, data: Any, encoder: nn.Module | None = None, batch_size: int | None = None) -> Tensor:
         """Representations of ``data`` (the un-augmented graph) by the frozen online encoder, in eval
-        mode; ``encoder`` replaces it (e.g. a copy with re-estimated BatchNorm statistics)."""
+        mode; ``encoder`` replaces it (e.g. a copy with re-estimated BatchNorm statistics).
+        ``batch_size``: computed layer by layer over batches of that many nodes
+        (:func:`bgrl_werank.inference.layerwise_forward`; ``eval.inference: layerwise``), the same
+        values within float tolerance in bounded memory; None: one whole-graph forward pass."""
         encoder = self.encoder if encoder is None else encoder
+        if batch_size is not None:
+            from ..inference import layerwise_forward
+
+            return layerwise_forward(encoder, data.x, data.edge_index, batch_size)
         was_training = encoder.training
         encoder.eval()
         try:

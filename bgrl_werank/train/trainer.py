@@ -188,6 +188,11 @@ def eval_encoder(cfg: Config, method: Method, graph: Graph, backend: Backend | N
     return encoder
 
 
+def inference_batch_size(cfg: Config) -> int | None:
+    """Nodes per batch of layer-by-layer inference (``eval.inference: layerwise``), None for one full pass."""
+    return cfg.eval.inference_batch_size if cfg.eval.inference == "layerwise" else None
+
+
 def probe_splits(cfg: Config, graph: Graph) -> list:
     """The probe's splits under ``cfg.eval``; raises DatasetError where the protocol does not apply.
 
@@ -200,11 +205,12 @@ def probe_splits(cfg: Config, graph: Graph) -> list:
 
 
 def evaluate(cfg: Config, method: Method, graph: Graph, backend: Backend | None = None) -> dict[str, Any]:
-    """Linear probe (``cfg.eval``) on the frozen encoder's representations of the full graph; adds RankMe."""
+    """Linear probe (``cfg.eval``) on the frozen encoder's representations of the full graph (one pass, or
+    layer by layer with ``eval.inference: layerwise``); adds RankMe."""
     from ..eval import covariance_spectrum, linear_probe, rankme
 
     backend = resolve_backend(cfg) if backend is None else backend
-    z = method.embed(backend.full_graph(graph), eval_encoder(cfg, method, graph, backend)).float().cpu()
+    z = method.embed(backend.full_graph(graph), eval_encoder(cfg, method, graph, backend), inference_batch_size(cfg)).float().cpu()
     splits = probe_splits(cfg, graph)
     kwargs = {"backend": cfg.eval.backend}
     if cfg.eval.c_grid is not None:
@@ -520,7 +526,8 @@ class Trainer:
         every = cfg.diagnostics.every
         if every > 0 and (self.epoch % every == 0 or self.epoch == total or self.epoch == 1):
             t_diag = time.perf_counter()
-            scalars, spec = diagnostics.collect(self.method, self.full_graph, cfg.diagnostics.rel_threshold)
+            scalars, spec = diagnostics.collect(self.method, self.full_graph, cfg.diagnostics.rel_threshold,
+                                                inference_batch_size(cfg))
             spectra.write({"epoch": self.epoch, **spec})
             record.update(scalars, diagnostics_time_s=time.perf_counter() - t_diag)
         if self.epoch % cfg.train.log_every == 0 or self.epoch == total or "rankme" in record:
