@@ -175,6 +175,14 @@ class TrainConfig:
     epochs: int = 1000
     log_every: int = 1  # write a metrics.jsonl line every this many epochs
     progress: str = "auto"  # "auto" (a bar on a terminal only), "bar", "none"
+    # "full": one step per epoch on the whole graph. "subgraph": an epoch is one pass over batches of
+    # batch_size seed nodes; each step trains on the seeds' sampled subgraph, the loss on the seeds
+    # (bgrl_werank/sampling.py). Schedules (learning rate, BGRL's momentum) then count steps.
+    batching: str = "full"
+    batch_size: int = 1024  # subgraph: seed nodes per batch (ceil(N / batch_size) batches of near-equal size)
+    sampler: str = "khop"  # subgraph: khop (k-hop neighbourhoods, needs nothing extra) | neighbor (PyG NeighborLoader; needs pyg-lib or torch-sparse)
+    num_hops: Union[int, None] = None  # khop: hops around the seeds; None: one per encoder layer; 0: induced subgraph of the seeds
+    num_neighbors: Union[list[int], None] = None  # neighbor: sampled in-neighbours per hop (-1: all); None: 10 per encoder layer
 
 
 @dataclass
@@ -191,6 +199,12 @@ class EvalConfig:
     # as the average over batchnorm_views fresh training views; see bgrl_werank/models/batchnorm.py)
     batchnorm: str = "running"
     batchnorm_views: int = 20
+    # How the frozen encoder's representations (probe, RankMe, diagnostics) are computed: "full"
+    # (one forward pass over the whole graph) or "layerwise" (layer by layer over batches of
+    # inference_batch_size target nodes; equal within float tolerance, peak memory bounded by a batch's
+    # edges; bgrl_werank/inference.py)
+    inference: str = "full"
+    inference_batch_size: int = 4096
 
 
 @dataclass
@@ -533,6 +547,12 @@ RANGES: dict[str, Bounds] = {
     "optim.warmup_epochs": closed(0, MAX_EPOCHS - 1),  # and < train.epochs (checked below)
     "train.epochs": EPOCHS,
     "train.log_every": EVERY,
+    # seed nodes per batch: at least 2 (BatchNorm and the standardising losses need two rows); more
+    # than the graph's nodes means one batch; below 2^31 as a C int for torch sizes
+    "train.batch_size": closed(2, 2**31 - 1, "a number of seed nodes"),
+    # hops around the seeds: an encoder has at most a few dozen layers
+    "train.num_hops": closed(0, 64),
+    "train.num_neighbors.*": closed(-1, 1_000_000),  # -1: all in-neighbours
     # 20 random splits in the papers; each split is a permutation of the nodes and a probe fit per C,
     # so 10^9 never finishes
     "eval.num_splits": closed(1, 1000),
@@ -541,6 +561,7 @@ RANGES: dict[str, Bounds] = {
     # beyond 1e-8 / 1e8 the penalty 1/C swamps the loss or vanishes in float precision
     "eval.c_grid.*": closed(1e-8, 1e8),
     "eval.batchnorm_views": closed(1, 10_000),  # each is a forward pass over the whole graph
+    "eval.inference_batch_size": closed(1, 2**31 - 1),  # target nodes per batch of layerwise inference
     "checkpoint.every": EVERY,
     "diagnostics.every": closed(0, MAX_EPOCHS),  # 0 turns them off
     "diagnostics.rel_threshold": FRACTION,  # a fraction of the largest singular value
@@ -640,6 +661,11 @@ def validate(cfg: Config) -> Config:
     check_ranges(cfg, RANGES)
     check_folder_name(cfg.name, "name")
     _check(cfg.train.progress in ("auto", "bar", "none"), f"train.progress must be auto, bar or none, got {cfg.train.progress!r}")
+    _check(cfg.train.batching in ("full", "subgraph"), f"train.batching must be full or subgraph, got {cfg.train.batching!r}")
+    _check(cfg.train.sampler in ("khop", "neighbor"), f"train.sampler must be khop or neighbor, got {cfg.train.sampler!r}")
+    _check(cfg.train.num_neighbors is None or len(cfg.train.num_neighbors) > 0,
+           "train.num_neighbors is an empty list; give one count per hop, e.g. [10, 10], or null")
+    _check(cfg.eval.inference in ("full", "layerwise"), f"eval.inference must be full or layerwise, got {cfg.eval.inference!r}")
     methods = _registered("methods")
     _check(cfg.method.name in methods, f"method.name must be one of {', '.join(methods)}, got {cfg.method.name!r}")
     encoders = _registered("encoders")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .base import Method
+from .base import BatchView, Method, loss_rows
 from .bgrl import BGRL, MLPPredictor
 from .cca_ssg import CCASSG
 from .gbt import GBT
@@ -52,5 +52,5 @@ def from_config(cfg: Any, encoder: nn.Module) -> Method:
     return build(name, encoder, **kwargs)
 
 
-__all__ = ["Method", "BGRL", "GRACE", "GBT", "CCASSG", "VICReg", "MLPPredictor", "Projection",
+__all__ = ["Method", "BatchView", "loss_rows", "BGRL", "GRACE", "GBT", "CCASSG", "VICReg", "MLPPredictor", "Projection",
            "build", "register", "names", "from_config"]

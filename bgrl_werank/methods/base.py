@@ -10,6 +10,22 @@ from torch import Tensor, nn
 from ..encoders import named_weight_matrices
 
 
+class BatchView:
+    """A view of a sampled subgraph: ``x`` and ``edge_index`` as the backend made them, and
+    ``loss_nodes``, the (local) rows the loss is computed on (long tensor; None: every row)."""
+
+    __slots__ = ("x", "edge_index", "loss_nodes")
+
+    def __init__(self, x: Any, edge_index: Any, loss_nodes: Tensor | None) -> None:
+        self.x, self.edge_index, self.loss_nodes = x, edge_index, loss_nodes
+
+
+def loss_rows(view: Any, h: Tensor) -> Tensor:
+    """The rows of ``h`` (a per-node output on ``view``) that ``view``'s loss is computed on."""
+    rows = getattr(view, "loss_nodes", None)
+    return h if rows is None else h.index_select(0, rows)
+
+
 class Method(nn.Module):
     """A two-view self-supervised method around an encoder.
 
@@ -24,6 +40,14 @@ class Method(nn.Module):
     Views are anything with ``.x`` and ``.edge_index`` that the encoder accepts as
     ``encoder(view.x, view.edge_index)`` — PyG ``Data`` on the plain backend; on the fast CPU backend
     ``edge_index`` is the view's normalised adjacency (as PyG's ``adj_t`` convention allows).
+
+    **Mini-batches** (``train.batching: subgraph``) meet a method here and nowhere else: a view of a
+    sampled subgraph is a :class:`BatchView` whose ``loss_nodes`` are the rows (the batch's seed
+    nodes) on which the loss is computed; the other nodes only feed their neighbours' messages. A
+    method computes its per-node outputs through :meth:`represent` (or :meth:`encode`), which run
+    the encoder on the whole view and keep those rows, so every method's loss is the loss of the
+    seeds. A view without ``loss_nodes`` (the full graph) keeps every row. ``step_end`` gets step
+    counts (``total_steps`` = epochs × batches per epoch), never epochs.
 
     Subclasses set :attr:`heads` (their extra modules by name, e.g. ``{"predictor": ...}``) and
     override :meth:`loss`, and where they need it :meth:`step_end`, :meth:`backward` (e.g. to free
@@ -49,9 +73,15 @@ class Method(nn.Module):
         """The loss of one step on two views, as named terms; ``"loss"`` is what is minimised."""
         raise NotImplementedError
 
+    def represent(self, view: Any, encoder: nn.Module | None = None) -> Tensor:
+        """``encoder`` (default: the online encoder) on ``view``, restricted to its ``loss_nodes``
+        when it has them (a :class:`BatchView`): the rows a loss is computed on."""
+        encoder = self.encoder if encoder is None else encoder
+        return loss_rows(view, encoder(view.x, view.edge_index))
+
     def encode(self, view1: Any, view2: Any) -> tuple[Tensor, Tensor]:
-        """The online encoder's outputs on both views (what most losses start from)."""
-        return self.encoder(view1.x, view1.edge_index), self.encoder(view2.x, view2.edge_index)
+        """The online encoder's outputs on both views (what most losses start from), on their loss rows."""
+        return self.represent(view1), self.represent(view2)
 
     def backward(self, view1: Any, view2: Any) -> dict[str, Tensor]:
         """Back-propagate this step's loss; returns the terms, detached. The default is
@@ -90,10 +120,17 @@ class Method(nn.Module):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def embed(self, data: Any, encoder: nn.Module | None = None) -> Tensor:
+    def embed(self, data: Any, encoder: nn.Module | None = None, batch_size: int | None = None) -> Tensor:
         """Representations of ``data`` (the un-augmented graph) by the frozen online encoder, in eval
-        mode; ``encoder`` replaces it (e.g. a copy with re-estimated BatchNorm statistics)."""
+        mode; ``encoder`` replaces it (e.g. a copy with re-estimated BatchNorm statistics).
+        ``batch_size``: computed layer by layer over batches of that many nodes
+        (:func:`bgrl_werank.inference.layerwise_forward`; ``eval.inference: layerwise``), the same
+        values within float tolerance in bounded memory; None: one whole-graph forward pass."""
         encoder = self.encoder if encoder is None else encoder
+        if batch_size is not None:
+            from ..inference import layerwise_forward
+
+            return layerwise_forward(encoder, data.x, data.edge_index, batch_size)
         was_training = encoder.training
         encoder.eval()
         try:

@@ -78,11 +78,11 @@ class BGRL(Method):
 
     def _targets(self, view1: Any, view2: Any) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
-            return self.target_encoder(view1.x, view1.edge_index), self.target_encoder(view2.x, view2.edge_index)
+            return self.represent(view1, self.target_encoder), self.represent(view2, self.target_encoder)
 
     def _term(self, view: Any, target: Tensor) -> Tensor:
         """1 − cos(predictor(online(view)), sg(target)), averaged over nodes."""
-        return bgrl_loss_term(self.predictor(self.encoder(view.x, view.edge_index)), target)
+        return bgrl_loss_term(self.predictor(self.represent(view)), target)
 
     def loss(self, view1: Any, view2: Any) -> dict[str, Tensor]:
         y1, y2 = self._targets(view1, view2)

@@ -39,8 +39,11 @@ def matrix_names(method) -> list[str]:
 
 
 @torch.no_grad()
-def collect(method, data, rel_threshold: float = 1e-3) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Scalars and spectra for the current method on ``data`` (the full graph as its encoder reads it)."""
+def collect(method, data, rel_threshold: float = 1e-3,
+            batch_size: int | None = None) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Scalars and spectra for the current method on ``data`` (the full graph as its encoder reads it);
+    ``batch_size``: the representations layer by layer over that many nodes at a time (``eval.inference:
+    layerwise``, :func:`bgrl_werank.inference.layerwise_forward`), else in one pass."""
     spectra: dict[str, list[float]] = {}
     weights = [w for _, module in _groups(method) for w in encoder_weights(module)]
     for name, w in zip(matrix_names(method), weights):
@@ -48,7 +51,7 @@ def collect(method, data, rel_threshold: float = 1e-3) -> tuple[dict[str, float]
     was_training = method.training
     method.eval()
     try:
-        z = method.encoder(data.x, data.edge_index)
+        z = method.encoder(data.x, data.edge_index) if batch_size is None else method.embed(data, batch_size=batch_size)
         outputs = {OUTPUT_NAMES.get(head, head): module(z) for head, module in method.heads.items()}
     finally:
         method.train(was_training)

@@ -1,11 +1,15 @@
 """The training loop of every method (+ WERank), with checkpoints, exact resume and clean interruption.
 
-One epoch is one full-batch step: two augmented views, the method's loss on them
-(:meth:`bgrl_werank.methods.Method.backward`), the WERank penalty on the method's matrices, one
-optimizer step, the method's end-of-step work (BGRL: the EMA update of its target). Everything an
-epoch depends on (weights, optimizer moments, BatchNorm statistics, the augmentation generator,
-torch's CPU and CUDA RNGs) is in the checkpoint, so a resumed run continues bit for bit where it
-stopped. Device and backend come from :mod:`bgrl_werank.backends`; nothing here depends on them.
+One epoch is one full-batch step (``train.batching: full``): two augmented views, the method's
+loss on them (:meth:`bgrl_werank.methods.Method.backward`), the WERank penalty on the method's
+matrices, one optimizer step, the method's end-of-step work (BGRL: the EMA update of its target).
+With ``train.batching: subgraph`` an epoch is one pass over ``ceil(N / train.batch_size)`` batches
+(:mod:`bgrl_werank.sampling`), and each batch is such a step on its subgraph's views, the loss on
+its seed nodes; the learning rate and ``step_end`` then count steps (step = epoch × batches + batch,
+total = epochs × batches; warmup = ``optim.warmup_epochs`` × batches), and the logged loss of an
+epoch is the mean over its batches. Everything an epoch depends on (weights, optimizer moments,
+BatchNorm statistics, the augmentation and sampler generators, torch's CPU and CUDA RNGs) is in the
+checkpoint, written at epoch ends, so a resumed run continues bit for bit where it stopped. Device and backend come from :mod:`bgrl_werank.backends`; nothing here depends on them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from ..backends import Backend, resolve_backend
 from ..config import Config, ConfigError, to_dict
 from ..labels import method_title
 from ..losses import werank_penalty
-from ..methods import Method
+from ..methods import BatchView, Method
 from ..methods import from_config as method_from_config
 from ..rundir import JsonlAppender, claim, human_bytes, is_disk_full, take_over
 from ..ops import keep_heap_if_room, rss_bytes
@@ -184,6 +188,11 @@ def eval_encoder(cfg: Config, method: Method, graph: Graph, backend: Backend | N
     return encoder
 
 
+def inference_batch_size(cfg: Config) -> int | None:
+    """Nodes per batch of layer-by-layer inference (``eval.inference: layerwise``), None for one full pass."""
+    return cfg.eval.inference_batch_size if cfg.eval.inference == "layerwise" else None
+
+
 def probe_splits(cfg: Config, graph: Graph) -> list:
     """The probe's splits under ``cfg.eval``; raises DatasetError where the protocol does not apply.
 
@@ -196,11 +205,12 @@ def probe_splits(cfg: Config, graph: Graph) -> list:
 
 
 def evaluate(cfg: Config, method: Method, graph: Graph, backend: Backend | None = None) -> dict[str, Any]:
-    """Linear probe (``cfg.eval``) on the frozen encoder's representations of the full graph; adds RankMe."""
+    """Linear probe (``cfg.eval``) on the frozen encoder's representations of the full graph (one pass, or
+    layer by layer with ``eval.inference: layerwise``); adds RankMe."""
     from ..eval import covariance_spectrum, linear_probe, rankme
 
     backend = resolve_backend(cfg) if backend is None else backend
-    z = method.embed(backend.full_graph(graph), eval_encoder(cfg, method, graph, backend)).float().cpu()
+    z = method.embed(backend.full_graph(graph), eval_encoder(cfg, method, graph, backend), inference_batch_size(cfg)).float().cpu()
     splits = probe_splits(cfg, graph)
     kwargs = {"backend": cfg.eval.backend}
     if cfg.eval.c_grid is not None:
@@ -296,6 +306,12 @@ class Trainer:
         if hasattr(self.method, "generator"):  # e.g. GRACE's sampled negatives draw from the run's stream
             self.method.generator = self.generator
         self.views = self.backend.view_maker(graph)
+        # train.batching: subgraph: the batches and their own generator (bgrl_werank/sampling.py); None: full batch
+        self.batches = None
+        if cfg.train.batching == "subgraph":
+            from ..sampling import SubgraphBatches
+
+            self.batches = SubgraphBatches(graph.x, graph.edge_index, cfg.train, len(cfg.model.layer_sizes), cfg.seed)
         self.full_graph = self.backend.full_graph(graph)
         self.penalty: Callable[..., Tensor] = werank_penalty
         self._heap_decided = self.device.type != "cpu"  # keep activation memory in the heap? decided after the first step
@@ -325,6 +341,8 @@ class Trainer:
         }
         if self.device.type == "cuda":
             state["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)
+        if self.batches is not None:
+            state["sampler_state"] = self.batches.generator.get_state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -336,6 +354,11 @@ class Trainer:
             first = str(e).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint does not match this config's architecture: {first[:200]}") from None
         self.generator.set_state(state["generator_state"])
+        if self.batches is not None:
+            if "sampler_state" not in state:
+                raise CheckpointError("checkpoint has no sampler state (it was trained with train.batching=full); "
+                                      "resume it with train.batching=full")
+            self.batches.generator.set_state(state["sampler_state"])
         torch.set_rng_state(state["torch_rng_state"])
         if self.device.type == "cuda" and "cuda_rng_state" in state:
             torch.cuda.set_rng_state(state["cuda_rng_state"], self.device)
@@ -360,10 +383,10 @@ class Trainer:
         return [self.views.view(v.edge_drop_p, v.feat_mask_p, self.generator) for v in self.cfg.augment]
 
     @staticmethod
-    def _check_finite(name: str, term: Tensor, epoch: int) -> None:
+    def _check_finite(name: str, term: Tensor, where: str) -> None:
         if not torch.isfinite(term):
             raise TrainingError(
-                f"non-finite {name} ({float(term.detach())}) at epoch {epoch + 1}; the last good checkpoint is kept — "
+                f"non-finite {name} ({float(term.detach())}) at {where}; the last good checkpoint is kept — "
                 f"lower optim.lr or werank.alpha"
             )
 
@@ -381,36 +404,73 @@ class Trainer:
         return record
 
     def _step(self, epoch: int) -> dict[str, float]:
+        if self.batches is not None:
+            return self._batched_epoch(epoch)
         cfg = self.cfg
         t0 = time.perf_counter()
+        terms, ssl, reg, lr, logged = self._train_step(epoch, cfg.train.epochs, cfg.optim.warmup_epochs, self.views, None,
+                                                       f"epoch {epoch + 1}")
+        record = {"epoch": epoch + 1, "loss": float(ssl + reg), "ssl_loss": float(ssl)}
+        record.update({f"ssl_{k}": float(v) for k, v in terms.items() if k != "loss"})
+        record.update({"werank": float(reg), "lr": lr, **logged, "epoch_time_s": time.perf_counter() - t0})
+        return record
+
+    def _batched_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch of ``train.batching: subgraph``: a step on each batch (:mod:`bgrl_werank.sampling`);
+        the record holds the means over the batches of the loss and its terms, and the last step's
+        learning rate and end-of-step values."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        nb = self.batches.num_batches
+        total, warmup = cfg.train.epochs * nb, cfg.optim.warmup_epochs * nb
+        sums: dict[str, float] = {}
+        lr, logged = 0.0, {}
+        for i, batch in enumerate(self.batches.epoch()):
+            with record_function("views"):
+                maker = self.backend.view_maker(batch)
+            terms, ssl, reg, lr, logged = self._train_step(epoch * nb + i, total, warmup, maker, batch.loss_nodes,
+                                                           f"epoch {epoch + 1} (batch {i + 1} of {nb})")
+            values = {"loss": float(ssl + reg), "ssl_loss": float(ssl), "werank": float(reg)}
+            values.update({f"ssl_{k}": float(v) for k, v in terms.items() if k != "loss"})
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+        record = {"epoch": epoch + 1, "loss": sums["loss"] / nb, "ssl_loss": sums["ssl_loss"] / nb}
+        record.update({k: v / nb for k, v in sums.items() if k.startswith("ssl_") and k != "ssl_loss"})
+        record.update({"werank": sums["werank"] / nb, "lr": lr, **logged, "batches": nb,
+                       "epoch_time_s": time.perf_counter() - t0})
+        return record
+
+    def _train_step(self, step: int, total: int, warmup: int, maker: Any, loss_nodes: Tensor | None, where: str):
+        """One optimizer step on two views from ``maker`` (their loss on ``loss_nodes``, None: all rows):
+        step ``step`` (0-based) of ``total``, for the learning rate and the method's end-of-step work.
+        Returns (terms, ssl loss, WERank penalty, learning rate, end-of-step values)."""
+        cfg = self.cfg
         o = cfg.optim
-        lr = learning_rate(o.schedule, epoch, cfg.train.epochs, o.warmup_epochs, o.lr)
+        lr = learning_rate(o.schedule, step, total, warmup, o.lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with record_function("views"):  # scopes named for benchmarks/bench_epoch.py --profile
-            view1, view2 = self.make_views()
+            view1, view2 = [maker.view(v.edge_drop_p, v.feat_mask_p, self.generator) for v in cfg.augment]
+        if loss_nodes is not None:
+            view1, view2 = BatchView(view1.x, view1.edge_index, loss_nodes), BatchView(view2.x, view2.edge_index, loss_nodes)
         method = self.method
         method.train()
         self.optimizer.zero_grad(set_to_none=True)
         terms = method.backward(view1, view2)
         ssl = terms["loss"]
-        self._check_finite(f"{method_title(cfg.method.name)} loss", ssl, epoch)
+        self._check_finite(f"{method_title(cfg.method.name)} loss", ssl, where)
         if cfg.werank.enabled:
             reg = self.penalty(method.regularised_weights(cfg.werank.include_heads), cfg.werank.alpha)
-            self._check_finite("WERank penalty", reg, epoch)
+            self._check_finite("WERank penalty", reg, where)
             if reg.requires_grad:
                 reg.backward()
             reg = reg.detach()
         else:
             reg = ssl.new_zeros(())
-        loss = ssl + reg
         self.optimizer.step()
         with record_function("EMA update"):  # the method's end-of-step work (BGRL: EMA; others: none)
-            logged = method.step_end(epoch, cfg.train.epochs)
-        record = {"epoch": epoch + 1, "loss": float(loss), "ssl_loss": float(ssl)}
-        record.update({f"ssl_{k}": float(v) for k, v in terms.items() if k != "loss"})
-        record.update({"werank": float(reg), "lr": lr, **logged, "epoch_time_s": time.perf_counter() - t0})
-        return record
+            logged = method.step_end(step, total)
+        return terms, ssl, reg, lr, logged
 
     # ---------------------------------------------------------------- the loop
     def _handle_signal(self, signum, _frame) -> None:
@@ -466,7 +526,8 @@ class Trainer:
         every = cfg.diagnostics.every
         if every > 0 and (self.epoch % every == 0 or self.epoch == total or self.epoch == 1):
             t_diag = time.perf_counter()
-            scalars, spec = diagnostics.collect(self.method, self.full_graph, cfg.diagnostics.rel_threshold)
+            scalars, spec = diagnostics.collect(self.method, self.full_graph, cfg.diagnostics.rel_threshold,
+                                                inference_batch_size(cfg))
             spectra.write({"epoch": self.epoch, **spec})
             record.update(scalars, diagnostics_time_s=time.perf_counter() - t_diag)
         if self.epoch % cfg.train.log_every == 0 or self.epoch == total or "rankme" in record:
