@@ -137,12 +137,22 @@ def shutdown(world: World) -> None:
     world.initialized = False
 
 
+# How gloo and NCCL word a lost peer or a timed-out collective: gloo raises a plain RuntimeError
+# ("[.../gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:37764 ...").
+# a collective past the process group's timeout: "Application timeout caused pair closure".
+_LOST_PEER = ("gloo/", "Connection closed by peer", "Connection reset by peer", "pair closure", "NCCL", "ProcessGroup",
+              "Timed out", "timed out", "timeout")
+
+
 def is_dist_failure(e: BaseException) -> bool:
     """Whether ``e`` is torch.distributed reporting a lost peer or a timed-out collective."""
     import torch.distributed as dist
 
     err = getattr(dist, "DistError", None)
-    return err is not None and isinstance(e, err)
+    if err is not None and isinstance(e, err):
+        return True
+    under_torchrun = os.environ.get("WORLD_SIZE", "1") not in ("", "1")  # the group may be destroyed by now
+    return isinstance(e, RuntimeError) and under_torchrun and any(s in str(e) for s in _LOST_PEER)
 
 
 def all_sum(values: list[float], device: torch.device) -> list[float]:
