@@ -267,3 +267,29 @@ def test_replicas_round_the_batches_up_and_ranks_take_their_share():
         assert all(torch.equal(a, every[i * 3 + r]) for i, a in enumerate(parts[r]))
     with pytest.raises(Exception, match="data-parallel replicas need at least"):
         SubgraphBatches(graph.x, graph.edge_index, cfg.train, 2, cfg.seed, replicas=200)
+
+
+def test_sigterm_to_torchrun_stops_every_rank_at_the_same_epoch_with_a_checkpoint(tmp_path):
+    """torchrun forwards SIGTERM to its workers; the ranks agree on the epoch to stop after (an all-reduce of
+    the flag), rank 0 writes that epoch's checkpoint and says how to resume."""
+    run = tmp_path / "run"
+    args = sets(DP + ["train.epochs=100000", "optim.warmup_epochs=1", "checkpoint.every=100000"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([TORCHRUN, "--standalone", "--nproc-per-node", "2", "train.py", *args, "--run-dir", str(run),
+                             "--no-eval"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
+            assert time.monotonic() < deadline and proc.poll() is None, "no epoch finished"
+            time.sleep(0.2)
+        proc.send_signal(__import__("signal").SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    epochs = len(_records(run))
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == epochs
+    line = f"interrupted by SIGTERM after epoch {epochs}; checkpoint written. Resume with: python train.py --resume {run}"
+    assert line in err, err[-3000:]

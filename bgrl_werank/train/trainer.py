@@ -468,10 +468,8 @@ class Trainer:
             return self._batched_epoch(epoch)
         cfg = self.cfg
         t0 = time.perf_counter()
-        per, reg, lr, logged = self._train_step(epoch, cfg.train.epochs, cfg.optim.warmup_epochs,
-                                                [(self.views, None)], f"epoch {epoch + 1}")
-        terms = per[0]
-        ssl = terms["loss"]
+        terms, ssl, reg, lr, logged = self._train_step(epoch, cfg.train.epochs, cfg.optim.warmup_epochs, self.views, None,
+                                                       f"epoch {epoch + 1}")
         record = {"epoch": epoch + 1, "loss": float(ssl + reg), "ssl_loss": float(ssl)}
         record.update({f"ssl_{k}": float(v) for k, v in terms.items() if k != "loss"})
         record.update({"werank": float(reg), "lr": lr, **logged, "epoch_time_s": time.perf_counter() - t0})
@@ -500,7 +498,11 @@ class Trainer:
             first = g * self.replicas + (self.world.rank if self.world.distributed else 0)
             where = (f"epoch {epoch + 1} (batch {first + 1} of {nb})" if per_step == 1
                      else f"epoch {epoch + 1} (batches {first + 1}-{first + per_step} of {nb})")
-            per, reg, lr, logged = self._train_step(epoch * steps + g, total, warmup, group, where)
+            if per_step == 1:
+                terms, _, reg, lr, logged = self._train_step(epoch * steps + g, total, warmup, *group[0], where)
+                per = [terms]
+            else:
+                per, reg, lr, logged = self._replicas_step(epoch * steps + g, total, warmup, group, where)
             group = []
             for terms in per:
                 ssl = terms["loss"]
@@ -530,11 +532,19 @@ class Trainer:
             view1, view2 = BatchView(view1.x, view1.edge_index, loss_nodes), BatchView(view2.x, view2.edge_index, loss_nodes)
         return view1, view2
 
-    def _train_step(self, step: int, total: int, warmup: int, batches: list[tuple[Any, Tensor | None]], where: str):
+    def _train_step(self, step: int, total: int, warmup: int, maker: Any, loss_nodes: Tensor | None, where: str):
+        """One optimizer step on two views from ``maker`` (their loss on ``loss_nodes``, None: all rows):
+        step ``step`` (0-based) of ``total``, for the learning rate and the method's end-of-step work
+        (under torchrun: this process's batch of the step, gradients averaged over the processes).
+        Returns (terms, ssl loss, WERank penalty, learning rate, end-of-step values)."""
+        per, reg, lr, logged = self._replicas_step(step, total, warmup, [(maker, loss_nodes)], where)
+        return per[0], per[0]["loss"], reg, lr, logged
+
+    def _replicas_step(self, step: int, total: int, warmup: int, batches: list[tuple[Any, Tensor | None]], where: str):
         """One optimizer step: step ``step`` (0-based) of ``total``, for the learning rate and the method's
         end-of-step work. ``batches``: ``(view maker, loss rows or None for all)`` per replica this process
-        computes (one, or all of them when emulating); replica j's two views come from its generator.
-        Returns (per-batch detached terms, WERank penalty, learning rate, end-of-step values)."""
+        computes (one, or all of them when emulating ``train.replicas``); replica j's two views come from
+        its generator. Returns (per-batch detached terms, WERank penalty, learning rate, end-of-step values)."""
         cfg = self.cfg
         o = cfg.optim
         lr = learning_rate(o.schedule, step, total, warmup, o.lr)
