@@ -48,6 +48,7 @@ EXIT_INTERRUPTED = 130
 RESUME_MAY_CHANGE = (
     "train.epochs", "train.log_every", "train.progress", "checkpoint.every", "diagnostics.every",
     "diagnostics.rel_threshold", "eval.", "data.root", "data.download", "device", "backend", "threads",
+    "train.dist_timeout_s",
 )
 # Config keys eval.py may change: how the checkpoint is evaluated and where its data and device are.
 # The report describes the checkpoint as it was trained.
@@ -146,22 +147,29 @@ def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Names
            command: str) -> int:
     stage = _Stage(gate, command)
     errors: tuple[type[BaseException], ...] = ()
+    dist_failure: Callable[[BaseException], bool] = lambda e: False
     try:
         if gate is not None:
             gate.install()
         errors = _user_errors()  # imported now: the handlers below must not import anything
+        from .distributed import is_dist_failure as dist_failure
+        import torch.distributed  # noqa: F401 - what dist_failure reads
         stage.check()
         return fn(args, stage)
     except KeyboardInterrupt as e:
         if args.debug:
             traceback.print_exc()
-        print(stage.interrupted(str(e) or "SIGINT"), file=sys.stderr)
+        print(_rank_prefix() + stage.interrupted(str(e) or "SIGINT"), file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - sorted below; anything else is re-raised
         if args.debug:
             traceback.print_exc()
         if isinstance(e, errors):
-            return _fail(str(e))
+            return _fail(_rank_prefix() + str(e))
+        if dist_failure(e):
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            return _fail(f"{_rank_prefix()}lost contact with the other processes of this torchrun (one of them failed or "
+                         f"was stopped, see its message; or none answered within train.dist_timeout_s): {first}")
         if isinstance(e, OSError):
             where = f" '{e.filename}'" if getattr(e, "filename", None) else ""
             if is_disk_full(e):
@@ -171,6 +179,15 @@ def _guard(fn: Callable[[argparse.Namespace, _Stage], int], args: argparse.Names
     finally:
         if gate is not None:
             gate.closed = True
+
+
+def _rank_prefix() -> str:
+    """``"rank r of N: "`` in a torchrun process (messages of several processes interleave), else empty."""
+    try:
+        size, rank = int(os.environ.get("WORLD_SIZE") or 1), int(os.environ.get("RANK") or 0)
+    except ValueError:  # a malformed environment is reported by distributed.from_env
+        return ""
+    return f"rank {rank} of {size}: " if size > 1 else ""
 
 
 def _set_threads(cfg: Config) -> None:
@@ -308,9 +325,10 @@ def _recorded_config(run_dir: Path, state: dict | None) -> Config:
     return recorded
 
 
-def _load_resume(args: argparse.Namespace):
+def _load_resume(args: argparse.Namespace, writer: bool = True):
     """Claim the run folder, then read its checkpoint (None: none written yet) and config; returns
-    (folder, claim, checkpoint, the resumed config, what it changes)."""
+    (folder, claim, checkpoint, the resumed config, what it changes). ``writer=False`` (a torchrun rank
+    other than 0, which only reads) claims nothing and returns None for the claim."""
     from .train.checkpoint import load_checkpoint
 
     if args.config:
@@ -320,7 +338,7 @@ def _load_resume(args: argparse.Namespace):
     if args.force:
         raise ConfigError("--resume continues a run and --force starts one over; give only one of them")
     run_dir = _resume_folder(args.resume)
-    owner = claim(run_dir)  # before reading: a writer that finishes meanwhile cannot leave us an older state
+    owner = claim(run_dir) if writer else None  # before reading: a writer that finishes meanwhile cannot leave us an older state
     try:
         state = load_checkpoint(run_dir / "checkpoint.pt") if (run_dir / "checkpoint.pt").is_file() else None
         before = _recorded_config(run_dir, state)
@@ -332,7 +350,8 @@ def _load_resume(args: argparse.Namespace):
             raise ConfigError(f"--resume: train.epochs={cfg.train.epochs} is below the {done} epochs {run_dir} has "
                               f"already trained; give train.epochs >= {done}")
     except BaseException:
-        owner.release()
+        if owner is not None:
+            owner.release()
         raise
     return run_dir, owner, state, cfg, changes
 
@@ -453,31 +472,47 @@ def _set_aside_report(run_dir: Path) -> Path | None:
 
 
 def _train(args: argparse.Namespace, stage: _Stage) -> int:
+    from . import distributed
+
+    world = distributed.from_env()  # torchrun's RANK / WORLD_SIZE; size 1 without it
+    try:
+        return _train_in(args, stage, world)
+    finally:
+        distributed.shutdown(world)
+
+
+def _train_in(args: argparse.Namespace, stage: _Stage, world) -> int:
+    from . import distributed
     from .train.report import build_report, write_report
     from .backends import resolve_backend
     from .train.trainer import Interrupted, Trainer, TrainingError, evaluate, load_graph, probe_splits
 
     owner = None
     if args.resume:
-        run_dir, owner, state, cfg, changes = _load_resume(args)
+        run_dir, owner, state, cfg, changes = _load_resume(args, writer=world.is_main)
         stage.run_dir = run_dir
     else:
         cfg = load_config(args.config, args.overrides)
         state, changes = None, {}
     try:
+        distributed.check_config(cfg, world)  # e.g. full batching under torchrun, before anything else
         _set_threads(cfg)
-        backend = resolve_backend(cfg)  # a device this machine lacks fails here, before anything is loaded
+        # a device this machine lacks fails here, before anything is loaded (torchrun on CUDA: cuda:LOCAL_RANK)
+        backend = resolve_backend(cfg, distributed.device_for(cfg, world))
         stage.check()
         graph = load_graph(cfg)  # fails early on missing or bad data, before any folder is created
         if not args.no_eval or any(k.startswith("eval.") for k in changes):
             probe_splits(cfg, graph)  # and on a split protocol the dataset lacks, before any training
         stage.check()
+        distributed.init(world, backend.device, cfg.train.dist_timeout_s)  # torchrun: join the process group
         # builds the method: an unknown encoder option or a werank.alpha list of the wrong length
         # fails here, before a run folder exists
-        trainer = Trainer(cfg, graph, ".", backend=backend)
+        trainer = Trainer(cfg, graph, ".", backend=backend, world=world)
         if state is not None:
             trainer.load_state_dict(state)  # a checkpoint that does not fit fails here, before anything is written
         stage.check()
+        if not world.is_main:  # a torchrun rank other than 0: it trains and writes nothing
+            return _train_follower(trainer, run_dir if args.resume else None)
         if args.resume:
             progress = _read_progress(run_dir) if state is not None else {}
             trainer.run_dir = run_dir
@@ -516,6 +551,10 @@ def _train(args: argparse.Namespace, stage: _Stage) -> int:
                       f"{', with --set overrides' if args.overrides else ''}); pass --config configs/<dataset>.yaml "
                       f"for a dataset's settings", file=sys.stderr)
             print(f"run folder: {run_dir}", file=sys.stderr)
+        if world.distributed:
+            print(f"data-parallel: {world.size} processes ({'nccl' if backend.device.type == 'cuda' else 'gloo'}), "
+                  f"{trainer.batches.num_batches} batches = {trainer.batches.num_batches // world.size} steps per epoch; "
+                  f"rank 0 writes", file=sys.stderr)
         t0 = time.perf_counter()
 
         def record_time() -> float:
@@ -557,6 +596,21 @@ def _train(args: argparse.Namespace, stage: _Stage) -> int:
         write_report(report, run_dir)
         print((run_dir / "report.md").read_text())
         return 0
+
+
+def _train_follower(trainer, run_dir: Path | None) -> int:
+    """Training on a torchrun rank other than 0: the same steps and collectives, no file written, no
+    report (rank 0 evaluates); an interrupt ends it with 130 silently (rank 0 says what was left)."""
+    from .train.trainer import Interrupted
+
+    trainer.run_dir = Path(run_dir) if run_dir is not None else Path(".")
+    try:
+        trainer.fit()
+    except Interrupted:
+        return EXIT_INTERRUPTED
+    if trainer.stop_signal:
+        return EXIT_INTERRUPTED
+    return 0
 
 
 def train_main(argv: list[str] | None = None, *, signals: list[str] | None = None) -> int:
@@ -658,7 +712,7 @@ def _eval(args: argparse.Namespace, stage: _Stage) -> int:
     _writable_ancestor(out)  # fail before the probe, creating nothing
     identity = _run_identity(run_dir)
     trainer = Trainer(cfg, graph, run_dir, progress=False)
-    trainer.load_state_dict(state)
+    trainer.load_state_dict(state, training=False)  # the weights of a run of any number of replicas
     stage.safe_to_stop_at_once()  # nothing is written before the probe is done
     probe = evaluate(cfg, trainer.method, graph, trainer.backend)
     extra = {"rankme": probe["rankme"], "representation_spectrum": probe["representation_spectrum"],

@@ -183,6 +183,11 @@ class TrainConfig:
     sampler: str = "khop"  # subgraph: khop (k-hop neighbourhoods, needs nothing extra) | neighbor (PyG NeighborLoader; needs pyg-lib or torch-sparse)
     num_hops: Union[int, None] = None  # khop: hops around the seeds; None: one per encoder layer; 0: induced subgraph of the seeds
     num_neighbors: Union[list[int], None] = None  # neighbor: sampled in-neighbours per hop (-1: all); None: 10 per encoder layer
+    # Data parallelism (bgrl_werank/distributed.py). Under torchrun each step takes one batch per process and
+    # averages their gradients. replicas: N emulates N such processes in this one (each step: N batches,
+    # each with its own view stream, gradients averaged); 1 under torchrun.
+    replicas: int = 1
+    dist_timeout_s: float = 300.0  # torchrun: a collective waiting longer than this for its peers fails the run
 
 
 @dataclass
@@ -553,6 +558,12 @@ RANGES: dict[str, Bounds] = {
     # hops around the seeds: an encoder has at most a few dozen layers
     "train.num_hops": closed(0, 64),
     "train.num_neighbors.*": closed(-1, 1_000_000),  # -1: all in-neighbours
+    # emulated data-parallel processes: each costs a batch's forward and backward per step; 4096 is far
+    # beyond any cluster this code would run on
+    "train.replicas": closed(1, 4096),
+    # seconds a collective may wait for its peers: below 1 s a slow batch on one process would fail the
+    # run; a day is generous for the slowest step
+    "train.dist_timeout_s": closed(1.0, 86_400.0),
     # 20 random splits in the papers; each split is a permutation of the nodes and a probe fit per C,
     # so 10^9 never finishes
     "eval.num_splits": closed(1, 1000),

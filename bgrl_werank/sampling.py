@@ -199,13 +199,19 @@ class SubgraphBatches:
         train: ``cfg.train`` (``batch_size``, ``sampler``, ``num_hops``, ``num_neighbors``).
         num_layers: the encoder's number of layers (the default hops).
         seed: the run's seed (the generator is seeded with ``seed + SAMPLER_SEED``).
+        replicas: data-parallel processes (or emulated replicas, :mod:`bgrl_werank.distributed`): the
+            batch count is rounded up to a multiple of it, so every step has one batch for each.
     """
 
-    def __init__(self, x: Tensor, edge_index: Tensor, train: Any, num_layers: int, seed: int) -> None:
+    def __init__(self, x: Tensor, edge_index: Tensor, train: Any, num_layers: int, seed: int, replicas: int = 1) -> None:
         self.x = x
         self.num_nodes = x.size(0)
         self.batch_size = min(int(train.batch_size), self.num_nodes)
-        self.num_batches = math.ceil(self.num_nodes / self.batch_size)
+        self.num_batches = math.ceil(math.ceil(self.num_nodes / self.batch_size) / replicas) * replicas
+        if self.num_batches * 2 > self.num_nodes:
+            raise ConfigError(
+                f"{replicas} data-parallel replicas need at least {self.num_batches} batches of 2 or more seed nodes, but "
+                f"the graph has {self.num_nodes} nodes; use fewer processes (or train.replicas)")
         self.generator = torch.Generator().manual_seed(seed + SAMPLER_SEED)
         if train.sampler == "khop":
             hops = num_layers if train.num_hops is None else int(train.num_hops)
@@ -221,16 +227,20 @@ class SubgraphBatches:
         perm = torch.randperm(self.num_nodes, generator=self.generator)
         return [part.sort().values for part in torch.tensor_split(perm, self.num_batches)]
 
-    def epoch(self) -> Iterator[Subgraph]:
+    def epoch(self, part: tuple[int, int] | None = None) -> Iterator[Subgraph]:
         """This epoch's batches; the seeds (and, for ``neighbor``, a seed per batch) are drawn now, the
-        subgraphs built one at a time as they are taken."""
+        subgraphs built one at a time as they are taken. ``part=(r, n)`` keeps only batches r, r + n,
+        r + 2n, … (process r of n data-parallel ones); the draws are the same whatever ``part`` is."""
         seed_batches = self.seeds()
         draws = (torch.randint(0, 2**62, (len(seed_batches),), generator=self.generator).tolist()
                  if isinstance(self.sampler, NeighborSampler) else None)
-        return self._batches(seed_batches, draws)
+        return self._batches(seed_batches, draws, part)
 
-    def _batches(self, seed_batches: list[Tensor], draws: list[int] | None) -> Iterator[Subgraph]:
+    def _batches(self, seed_batches: list[Tensor], draws: list[int] | None,
+                 part: tuple[int, int] | None = None) -> Iterator[Subgraph]:
         for i, seeds in enumerate(seed_batches):
+            if part is not None and i % part[1] != part[0]:
+                continue
             if draws is None:
                 nodes, edge_index, rows = self.sampler.sample(seeds)
             else:

@@ -10,10 +10,18 @@ total = epochs × batches; warmup = ``optim.warmup_epochs`` × batches), and the
 epoch is the mean over its batches. Everything an epoch depends on (weights, optimizer moments,
 BatchNorm statistics, the augmentation and sampler generators, torch's CPU and CUDA RNGs) is in the
 checkpoint, written at epoch ends, so a resumed run continues bit for bit where it stopped. Device and backend come from :mod:`bgrl_werank.backends`; nothing here depends on them.
+
+Data parallelism (:mod:`bgrl_werank.distributed`): with N replicas — N torchrun processes, or
+``train.replicas: N`` emulating them in one — the batch count is a multiple of N and each step takes
+N consecutive batches, one per replica, each with its replica's own view generator; their gradients
+are averaged (by DistributedDataParallel across processes, by accumulation in one) and the optimizer
+steps once. Steps per epoch = batches / N, and the schedules count those steps. Under torchrun only
+rank 0 writes (run folder, logs, checkpoints); the logged losses are means over every replica's batches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shlex
 import signal
@@ -31,6 +39,8 @@ from tqdm.auto import tqdm
 from ..augment import normalized_adjacency
 from ..backends import Backend, resolve_backend
 from ..config import Config, ConfigError, to_dict
+from .. import distributed as dist_
+from ..distributed import BufferSnapshot, World
 from ..labels import method_title
 from ..losses import werank_penalty
 from ..methods import BatchView, Method
@@ -289,8 +299,13 @@ class Trainer:
         progress: bool | None = None,
         on_epoch_end: Callable[["Trainer", int, dict], None] | None = None,
         backend: Backend | None = None,
+        world: World | None = None,
     ) -> None:
         self.cfg = cfg
+        # data parallelism: this process's place in a torchrun group (size 1: none), and the replicas a
+        # step averages over (torchrun's processes, or train.replicas emulated here)
+        self.world = World() if world is None else world
+        self.replicas = self.world.size if self.world.distributed else int(cfg.train.replicas)
         self.graph = graph
         self.run_dir = Path(run_dir)
         self.backend = resolve_backend(cfg) if backend is None else backend
@@ -302,7 +317,11 @@ class Trainer:
         check_alpha(cfg, self.method)
         o = cfg.optim
         self.optimizer = make_optimizer(self.method.trainable_parameters(), o.lr, o.weight_decay, o.optimizer)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        # the view generators of the replicas this process computes (one, or all when emulating);
+        # replica 0's is seeded with the run's seed, as a one-process run's always was
+        mine = [self.world.rank] if self.world.distributed else list(range(self.replicas))
+        self.generators = [dist_.replica_generator(cfg.seed, r) for r in mine]
+        self.generator = self.generators[0]
         if hasattr(self.method, "generator"):  # e.g. GRACE's sampled negatives draw from the run's stream
             self.method.generator = self.generator
         self.views = self.backend.view_maker(graph)
@@ -311,9 +330,17 @@ class Trainer:
         if cfg.train.batching == "subgraph":
             from ..sampling import SubgraphBatches
 
-            self.batches = SubgraphBatches(graph.x, graph.edge_index, cfg.train, len(cfg.model.layer_sizes), cfg.seed)
+            self.batches = SubgraphBatches(graph.x, graph.edge_index, cfg.train, len(cfg.model.layer_sizes), cfg.seed,
+                                           self.replicas)
         self.full_graph = self.backend.full_graph(graph)
         self.penalty: Callable[..., Tensor] = werank_penalty
+        # under torchrun: DistributedDataParallel around the step's loss (its construction broadcasts
+        # rank 0's parameters and buffers, so every process starts from the same weights)
+        self.ddp = None
+        if self.world.distributed:
+            step_loss = dist_.StepLoss(self.method, (lambda w, a: self.penalty(w, a)) if cfg.werank.enabled else None,
+                                       cfg.werank.include_heads, cfg.werank.alpha)
+            self.ddp = dist_.wrap(step_loss, self.device)
         self._heap_decided = self.device.type != "cpu"  # keep activation memory in the heap? decided after the first step
         self.epoch = 0  # number of finished epochs
         self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk, if this trainer wrote or read one
@@ -321,7 +348,8 @@ class Trainer:
         self.on_epoch_end = on_epoch_end
         mode = cfg.train.progress
         self.progress = progress if progress is not None else (mode == "bar" or (mode == "auto" and sys.stderr.isatty()))
-        self._stop_signal: str | None = None
+        self._stop_signal: str | None = None  # the signal training acts on (under torchrun: agreed by all ranks)
+        self._signal_seen: str | None = None  # the signal this process received
 
     @property
     def model(self) -> Method:
@@ -343,9 +371,29 @@ class Trainer:
             state["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)
         if self.batches is not None:
             state["sampler_state"] = self.batches.generator.get_state()
+        if self.replicas > 1:  # every replica's view stream (under torchrun gathered from the processes: a collective)
+            state["replicas"] = self.replicas
+            if self.world.distributed:
+                mine = {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
+                if self.device.type == "cuda":
+                    mine["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+                ranks = dist_.all_gather_object(mine, self.world)
+                state["replica_generators"] = [r["generator"] for r in ranks]
+                state["rank_rng_states"] = [{k: v for k, v in r.items() if k != "generator"} for r in ranks]
+            else:
+                state["replica_generators"] = [g.get_state() for g in self.generators]
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], training: bool = True) -> None:
+        """Load a checkpoint. ``training``: it is to be trained on, so its number of data-parallel
+        replicas must be this run's (eval.py loads the weights of any)."""
+        saved_replicas = int(state.get("replicas", 1))
+        if training and saved_replicas != self.replicas:
+            now = (f"{self.replicas} torchrun processes" if self.world.distributed
+                   else f"{self.replicas} replica{'s' if self.replicas > 1 else ''}")
+            raise CheckpointError(
+                f"checkpoint was trained by {saved_replicas} data-parallel replica(s) and this run has {now}; resume it "
+                f"with torchrun --nproc-per-node {saved_replicas} ... train.py --resume (or as it was started)")
         try:
             self.method.load_state_dict(method_state(state))
             self.optimizer.load_state_dict(state["optimizer"])
@@ -353,7 +401,15 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as e:
             first = str(e).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint does not match this config's architecture: {first[:200]}") from None
-        self.generator.set_state(state["generator_state"])
+        if training and saved_replicas > 1:
+            streams = state["replica_generators"]
+            if self.world.distributed:
+                self.generator.set_state(streams[self.world.rank])
+            else:
+                for g, s in zip(self.generators, streams):
+                    g.set_state(s)
+        else:
+            self.generator.set_state(state["generator_state"])
         if self.batches is not None:
             if "sampler_state" not in state:
                 raise CheckpointError("checkpoint has no sampler state (it was trained with train.batching=full); "
@@ -362,14 +418,24 @@ class Trainer:
         torch.set_rng_state(state["torch_rng_state"])
         if self.device.type == "cuda" and "cuda_rng_state" in state:
             torch.cuda.set_rng_state(state["cuda_rng_state"], self.device)
+        if training and self.world.distributed and "rank_rng_states" in state:
+            mine = state["rank_rng_states"][self.world.rank]
+            torch.set_rng_state(mine["torch_rng"])
+            if self.device.type == "cuda" and "cuda_rng" in mine:
+                torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
         self.epoch = int(state["epoch"])
         self.saved_epoch = self.epoch
 
     def save(self) -> None:
+        """Write the checkpoint (under torchrun every rank calls this, rank 0 alone writes)."""
         if not _all_finite(self.method.parameters()):
             raise TrainingError(f"non-finite weights after epoch {self.epoch}; not writing them over the last good checkpoint")
+        state = self.state_dict()
+        if not self.world.is_main:
+            self.saved_epoch = self.epoch
+            return
         try:
-            save_checkpoint(self.state_dict(), self.run_dir / "checkpoint.pt")
+            save_checkpoint(state, self.run_dir / "checkpoint.pt")
         except DiskFullError as e:
             raise TrainingError(self._disk_full(f"writing the checkpoint of epoch {self.epoch}", e)) from None
         self.saved_epoch = self.epoch
@@ -416,97 +482,170 @@ class Trainer:
         return record
 
     def _batched_epoch(self, epoch: int) -> dict[str, float]:
-        """One epoch of ``train.batching: subgraph``: a step on each batch (:mod:`bgrl_werank.sampling`);
-        the record holds the means over the batches of the loss and its terms, and the last step's
-        learning rate and end-of-step values."""
+        """One epoch of ``train.batching: subgraph``: a step on each group of :attr:`replicas` batches
+        (:mod:`bgrl_werank.sampling`); the record holds the means over the batches (under torchrun over
+        every process's) of the loss and its terms, and the last step's learning rate and end-of-step values."""
         cfg = self.cfg
         t0 = time.perf_counter()
         nb = self.batches.num_batches
-        total, warmup = cfg.train.epochs * nb, cfg.optim.warmup_epochs * nb
+        steps = nb // self.replicas
+        total, warmup = cfg.train.epochs * steps, cfg.optim.warmup_epochs * steps
         sums: dict[str, float] = {}
         lr, logged = 0.0, {}
-        for i, batch in enumerate(self.batches.epoch()):
+        part = (self.world.rank, self.world.size) if self.world.distributed else None
+        group: list[tuple[Any, Tensor | None]] = []
+        per_step = len(self.generators)  # batches this process computes per step
+        for i, batch in enumerate(self.batches.epoch(part)):
             with record_function("views"):
-                maker = self.backend.view_maker(batch)
-            terms, ssl, reg, lr, logged = self._train_step(epoch * nb + i, total, warmup, maker, batch.loss_nodes,
-                                                           f"epoch {epoch + 1} (batch {i + 1} of {nb})")
-            values = {"loss": float(ssl + reg), "ssl_loss": float(ssl), "werank": float(reg)}
-            values.update({f"ssl_{k}": float(v) for k, v in terms.items() if k != "loss"})
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
+                group.append((self.backend.view_maker(batch), batch.loss_nodes))
+            if len(group) < per_step:
+                continue
+            g = i // per_step
+            first = g * self.replicas + (self.world.rank if self.world.distributed else 0)
+            where = (f"epoch {epoch + 1} (batch {first + 1} of {nb})" if per_step == 1
+                     else f"epoch {epoch + 1} (batches {first + 1}-{first + per_step} of {nb})")
+            if per_step == 1:
+                terms, _, reg, lr, logged = self._train_step(epoch * steps + g, total, warmup, *group[0], where)
+                per = [terms]
+            else:
+                per, reg, lr, logged = self._replicas_step(epoch * steps + g, total, warmup, group, where)
+            group = []
+            for terms in per:
+                ssl = terms["loss"]
+                values = {"loss": float(ssl + reg), "ssl_loss": float(ssl), "werank": float(reg)}
+                values.update({f"ssl_{k}": float(v) for k, v in terms.items() if k != "loss"})
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+        if self.world.distributed:  # the sums over every process's batches, and whether any process was signalled
+            keys = sorted(sums)
+            reduced = dist_.all_sum([sums[k] for k in keys] + [1.0 if self._signal_seen else 0.0], self.device)
+            sums = dict(zip(keys, reduced[:-1]))
+            if reduced[-1] > 0:
+                self._stop_signal = self._signal_seen or "SIGTERM"
         record = {"epoch": epoch + 1, "loss": sums["loss"] / nb, "ssl_loss": sums["ssl_loss"] / nb}
         record.update({k: v / nb for k, v in sums.items() if k.startswith("ssl_") and k != "ssl_loss"})
         record.update({"werank": sums["werank"] / nb, "lr": lr, **logged, "batches": nb,
                        "epoch_time_s": time.perf_counter() - t0})
+        if self.replicas > 1:
+            record["replicas"] = self.replicas
         return record
+
+    def _views(self, maker: Any, loss_nodes: Tensor | None, generator: torch.Generator) -> tuple[Any, Any]:
+        cfg = self.cfg
+        with record_function("views"):  # scopes named for benchmarks/bench_epoch.py --profile
+            view1, view2 = [maker.view(v.edge_drop_p, v.feat_mask_p, generator) for v in cfg.augment]
+        if loss_nodes is not None:
+            view1, view2 = BatchView(view1.x, view1.edge_index, loss_nodes), BatchView(view2.x, view2.edge_index, loss_nodes)
+        return view1, view2
 
     def _train_step(self, step: int, total: int, warmup: int, maker: Any, loss_nodes: Tensor | None, where: str):
         """One optimizer step on two views from ``maker`` (their loss on ``loss_nodes``, None: all rows):
-        step ``step`` (0-based) of ``total``, for the learning rate and the method's end-of-step work.
+        step ``step`` (0-based) of ``total``, for the learning rate and the method's end-of-step work
+        (under torchrun: this process's batch of the step, gradients averaged over the processes).
         Returns (terms, ssl loss, WERank penalty, learning rate, end-of-step values)."""
+        per, reg, lr, logged = self._replicas_step(step, total, warmup, [(maker, loss_nodes)], where)
+        return per[0], per[0]["loss"], reg, lr, logged
+
+    def _replicas_step(self, step: int, total: int, warmup: int, batches: list[tuple[Any, Tensor | None]], where: str):
+        """One optimizer step: step ``step`` (0-based) of ``total``, for the learning rate and the method's
+        end-of-step work. ``batches``: ``(view maker, loss rows or None for all)`` per replica this process
+        computes (one, or all of them when emulating ``train.replicas``); replica j's two views come from
+        its generator. Returns (per-batch detached terms, WERank penalty, learning rate, end-of-step values)."""
         cfg = self.cfg
         o = cfg.optim
         lr = learning_rate(o.schedule, step, total, warmup, o.lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with record_function("views"):  # scopes named for benchmarks/bench_epoch.py --profile
-            view1, view2 = [maker.view(v.edge_drop_p, v.feat_mask_p, self.generator) for v in cfg.augment]
-        if loss_nodes is not None:
-            view1, view2 = BatchView(view1.x, view1.edge_index, loss_nodes), BatchView(view2.x, view2.edge_index, loss_nodes)
         method = self.method
         method.train()
         self.optimizer.zero_grad(set_to_none=True)
-        terms = method.backward(view1, view2)
-        ssl = terms["loss"]
-        self._check_finite(f"{method_title(cfg.method.name)} loss", ssl, where)
-        if cfg.werank.enabled:
-            reg = self.penalty(method.regularised_weights(cfg.werank.include_heads), cfg.werank.alpha)
+        name = f"{method_title(cfg.method.name)} loss"
+        if self.ddp is not None:
+            # one forward and one backward of loss + penalty through DDP, which averages the gradients
+            view1, view2 = self._views(*batches[0], self.generator)
+            terms, reg = self.ddp(view1, view2)
+            self._check_finite(name, terms["loss"], where)
             self._check_finite("WERank penalty", reg, where)
-            if reg.requires_grad:
-                reg.backward()
-            reg = reg.detach()
+            (terms["loss"] + reg).backward()
+            per, reg = [{k: v.detach() for k, v in terms.items()}], reg.detach()
         else:
-            reg = ssl.new_zeros(())
+            per = []
+            emulate = len(batches) > 1
+            before = BufferSnapshot(method) if emulate else None
+            after_first = None
+            for j, ((maker, loss_nodes), generator) in enumerate(zip(batches, self.generators)):
+                if j > 0:  # as DDP broadcasts rank 0's buffers before each process's forward
+                    before.restore()
+                if hasattr(method, "generator"):
+                    method.generator = generator
+                terms = method.backward(*self._views(maker, loss_nodes, generator))
+                self._check_finite(name, terms["loss"], where)
+                per.append(terms)
+                if emulate and j == 0:
+                    after_first = BufferSnapshot(method)
+            if emulate:  # rank 0's buffers, the mean of the replicas' gradients
+                after_first.restore()
+                if hasattr(method, "generator"):
+                    method.generator = self.generator
+                for p in method.trainable_parameters():
+                    if p.grad is not None:
+                        p.grad.div_(len(batches))
+            if cfg.werank.enabled:
+                reg = self.penalty(method.regularised_weights(cfg.werank.include_heads), cfg.werank.alpha)
+                self._check_finite("WERank penalty", reg, where)
+                if reg.requires_grad:
+                    reg.backward()
+                reg = reg.detach()
+            else:
+                reg = per[0]["loss"].new_zeros(())
         self.optimizer.step()
         with record_function("EMA update"):  # the method's end-of-step work (BGRL: EMA; others: none)
             logged = method.step_end(step, total)
-        return terms, ssl, reg, lr, logged
+        return per, reg, lr, logged
 
     # ---------------------------------------------------------------- the loop
     def _handle_signal(self, signum, _frame) -> None:
-        self._stop_signal = signal.Signals(signum).name
+        self._signal_seen = signal.Signals(signum).name
+        if not self.world.distributed:  # under torchrun the ranks agree at the epoch's end (_batched_epoch)
+            self._stop_signal = self._signal_seen
 
     def fit(self) -> None:
         """Train from ``self.epoch`` to ``cfg.train.epochs``, checkpointing and logging as configured.
 
         The run folder is claimed first (:func:`bgrl_werank.rundir.claim`: a second live writer is
         refused) and taken over (:meth:`take_over_run_dir`: dead writers' temporaries removed, the
-        logs cut back to the state this run continues from). SIGINT and SIGTERM
+        logs cut back to the state this run continues from); under torchrun only rank 0 does that and
+        writes, the other ranks train and take part in the collectives. SIGINT and SIGTERM
         finish the current epoch, write a checkpoint and raise :class:`Interrupted`; a signal that
         arrives during the last epoch is left in :attr:`stop_signal` for the caller.
         """
         cfg = self.cfg
         total = cfg.train.epochs
-        with claim(self.run_dir):
-            self.take_over_run_dir()
+        main = self.world.is_main
+        with claim(self.run_dir) if main else contextlib.nullcontext():
+            if main:
+                self.take_over_run_dir()
             old_handlers = {}
             try:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     old_handlers[sig] = signal.signal(sig, self._handle_signal)
             except ValueError:  # not the main thread: no signal handling
                 old_handlers = {}
-            bar = tqdm(total=total, initial=self.epoch, disable=not self.progress, desc=f"{cfg.data.name}", unit="ep",
-                       dynamic_ncols=True)
+            bar = tqdm(total=total, initial=self.epoch, disable=not (self.progress and main), desc=f"{cfg.data.name}",
+                       unit="ep", dynamic_ncols=True)
             metrics = spectra = None
             try:
-                metrics = JsonlAppender(self.run_dir / "metrics.jsonl")
-                spectra = JsonlAppender(self.run_dir / "spectra.jsonl") if cfg.diagnostics.every > 0 else None
+                if main:
+                    metrics = JsonlAppender(self.run_dir / "metrics.jsonl")
+                    spectra = JsonlAppender(self.run_dir / "spectra.jsonl") if cfg.diagnostics.every > 0 else None
                 for epoch in range(self.epoch, total):
                     record = self._epoch(epoch, total, metrics, spectra)
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", werank=f"{record['werank']:.3f}", refresh=False)
                     if self._stop_signal and self.epoch < total:
                         raise Interrupted(self.epoch, self._stop_signal)
+                if self.world.distributed:  # rank 0's BatchNorm statistics everywhere (each rank's last batch changed its own)
+                    dist_.broadcast_buffers(self.method)
             except OSError as e:
                 if not is_disk_full(e):
                     raise
@@ -519,10 +658,16 @@ class Trainer:
                 for sig, handler in old_handlers.items():
                     signal.signal(sig, handler)
 
-    def _epoch(self, epoch: int, total: int, metrics: JsonlAppender, spectra: JsonlAppender | None) -> dict[str, Any]:
+    def _epoch(self, epoch: int, total: int, metrics: JsonlAppender | None, spectra: JsonlAppender | None) -> dict[str, Any]:
         cfg = self.cfg
         record = self.step(epoch)
         self.epoch = epoch + 1
+        if not self.world.is_main:  # a rank other than 0 under torchrun: it writes nothing, but checkpoints are collectives
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(self, self.epoch, record)
+            if self.epoch % cfg.checkpoint.every == 0 or self.epoch == total or self._stop_signal:
+                self.save()
+            return record
         every = cfg.diagnostics.every
         if every > 0 and (self.epoch % every == 0 or self.epoch == total or self.epoch == 1):
             t_diag = time.perf_counter()
