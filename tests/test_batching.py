@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -23,7 +21,7 @@ from bgrl_werank.schedules import learning_rate
 from bgrl_werank.train.trainer import Trainer, load_graph
 
 from .conftest import ROOT, TINY, sets
-from .test_pipeline import _equal, _losses, _state
+from .test_pipeline import _equal, _losses, _state, kill_mid_run
 
 SUB = ["train.batching=subgraph"]
 
@@ -191,23 +189,13 @@ def test_sigkill_of_a_minibatched_run_then_resume_is_bit_identical(tmp_path):
     full = tmp_path / "full"  # the uninterrupted run in this process (saves a start-up; threads=1: the same bits)
     assert train_main(sets(overrides) + ["--run-dir", str(full), "--no-eval"]) == 0
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "train.py", *sets(overrides), "--run-dir", str(run), "--no-eval"], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        m = run / "metrics.jsonl"
-        if m.exists() and len(m.read_text().splitlines()) >= 4 and (run / "checkpoint.pt").exists():
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed = torch.load(run / "checkpoint.pt", weights_only=True)
+    killed = kill_mid_run(run, overrides, env, lines=4)
     assert 0 < killed["epoch"] < 14 and "sampler_state" in killed
     r = subprocess.run([sys.executable, "train.py", "--resume", str(run), "--no-eval"], cwd=ROOT, env=env,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    a, b = torch.load(run / "checkpoint.pt", weights_only=True), torch.load(full / "checkpoint.pt", weights_only=True)
     assert _equal(_state(run / "checkpoint.pt"), _state(full / "checkpoint.pt"))
+    a, b = torch.load(run / "checkpoint.pt", weights_only=True), torch.load(full / "checkpoint.pt", weights_only=True)
     assert torch.equal(a["sampler_state"], b["sampler_state"])
     assert _losses(run) == _losses(full)
 

@@ -78,6 +78,22 @@ def _equal(a, b):
     return a == b
 
 
+def kill_mid_run(run, overrides, env, lines: int) -> dict:
+    """Start ``train.py`` on ``run`` with ``overrides``, SIGKILL it once ``metrics.jsonl`` has ``lines``
+    lines and a checkpoint exists (or after 120 s), and return the checkpoint it left."""
+    proc = subprocess.Popen([sys.executable, "train.py", *sets(overrides), "--run-dir", str(run), "--no-eval"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        m = run / "metrics.jsonl"
+        if m.exists() and len(m.read_text().splitlines()) >= lines and (run / "checkpoint.pt").exists():
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return torch.load(run / "checkpoint.pt", weights_only=True)
+
+
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     """Kill -9 a real training process mid-run, resume it, compare with an uninterrupted run."""
     # sparse features: the fast path's sparse first layer and feature masking are in the loop too
@@ -87,17 +103,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     subprocess.run([sys.executable, "train.py", *sets(overrides), "--run-dir", str(full), "--no-eval"], cwd=ROOT, env=env, check=True, capture_output=True)
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "train.py", *sets(overrides), "--run-dir", str(run), "--no-eval"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        m = run / "metrics.jsonl"
-        if m.exists() and len(m.read_text().splitlines()) >= 10 and (run / "checkpoint.pt").exists():
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["epoch"]
+    killed_at = kill_mid_run(run, overrides, env, lines=10)["epoch"]
     assert 0 < killed_at < 40
     r = subprocess.run([sys.executable, "train.py", "--resume", str(run), "--no-eval"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
