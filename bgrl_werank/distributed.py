@@ -60,10 +60,6 @@ class World:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def prefix(self) -> str:
-        """``"rank r of N: "`` under torchrun, else empty (for messages)."""
-        return f"rank {self.rank} of {self.size}: " if self.distributed else ""
-
 
 def _int_env(name: str, default: int) -> int:
     value = os.environ.get(name)
