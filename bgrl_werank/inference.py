@@ -33,7 +33,7 @@ from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_torch_csr_tensor
 
-from .sampling import csr_rows
+from .sampling import csr_rows, in_edge_csr
 
 
 class InferenceError(ValueError):
@@ -67,11 +67,8 @@ class _InEdges:
     """The graph's edges grouped by target (an in-edge CSR), for the in-edges of a range of targets."""
 
     def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
-        src, dst = edge_index[0], edge_index[1]
-        order = torch.sort(dst, stable=True).indices
-        self.src, self.dst = src.index_select(0, order), dst.index_select(0, order)
-        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64, device=edge_index.device)
-        torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=self.rowptr[1:])
+        self.rowptr, order = in_edge_csr(edge_index, num_nodes)
+        self.src, self.dst = edge_index[0].index_select(0, order), edge_index[1].index_select(0, order)
         self.mark = torch.full((num_nodes,), -1, dtype=torch.int64, device=edge_index.device)
 
     def block(self, start: int, stop: int) -> tuple[Tensor, Tensor]:

@@ -78,6 +78,17 @@ def csr_rows(x: Tensor, rows: Tensor) -> Tensor:
                                    size=(rows.numel(), x.size(1)))
 
 
+def in_edge_csr(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """The edges grouped by target: ``(rowptr, order)`` with ``order`` the edge ids sorted stably by
+    target (each target's in-edges keep their order in ``edge_index``) and target t's in-edges at
+    ``order[rowptr[t]:rowptr[t + 1]]``."""
+    dst = edge_index[1]
+    order = torch.sort(dst, stable=True).indices
+    rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64, device=edge_index.device)
+    torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=rowptr[1:])
+    return rowptr, order
+
+
 def _ranges(start: Tensor, count: Tensor, offsets: Tensor | None = None) -> Tensor:
     """The concatenation of ``range(start[i], start[i] + count[i])`` over i (int64)."""
     if offsets is None:
@@ -114,11 +125,8 @@ class KHopSampler:
     """
 
     def __init__(self, edge_index: Tensor, num_nodes: int, num_hops: int) -> None:
-        src, dst = edge_index[0], edge_index[1]
-        order = torch.sort(dst, stable=True).indices  # in-edges grouped by target, in their original order
-        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64)
-        torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=self.rowptr[1:])
-        self.in_src = src.index_select(0, order)
+        self.rowptr, order = in_edge_csr(edge_index, num_nodes)  # in-edges grouped by target, in their original order
+        self.in_src = edge_index[0].index_select(0, order)
         self.in_eid = order
         self.edge_index = edge_index
         self.num_nodes = num_nodes
