@@ -349,3 +349,28 @@ def test_cpu_info_names_the_widest_vector_extension(monkeypatch):
         assert cpu.cpu_info()["isa"] == "AVX-512"
     finally:
         cpu.cpu_info.cache_clear()
+
+
+def test_scale_full_batch_estimate_and_tables(tmp_path):
+    from benchmarks.bench_scale import full_estimate_mb, markdown
+
+    assert full_estimate_mb({}, 10**5) is None  # nothing smaller has run: run it and see
+    assert full_estimate_mb({10**4: 500.0, 10**5: 2000.0}, 10**6) == pytest.approx(20000.0)  # the largest size below
+    kind = "Some CPU, AVX2, 2 cores"
+    over = ["train.batch_size=8192", "train.num_hops=1"]
+    rows = [{"mode": "scale", "batching": "full", "nodes": 10**5, "edges": 10**6, "s_epoch_median": 2.0, "nodes_per_s": 50000,
+             "s_per_million_edges": 2.0, "peak_rss_mb": 2048.0, "eval_acc": 91.234, "rankme": 50.0, "cpu_kind": kind,
+             "threads": 2, "overrides": over},
+            {"mode": "scale", "batching": "full", "nodes": 10**7, "fits": False, "estimated_peak_rss_mb": 204800,
+             "available_mb": 22528, "cpu_kind": kind}]
+    ddp = [{"mode": "scale-ddp", "label": "1 process, 1 thread", "processes": 1, "threads_per_process": 1, "nodes": 10**5,
+            "batch_size": 8192, "num_hops": 1, "epochs": 4, "s_epoch_median": 4.0, "steps_per_epoch": 14},
+           {"mode": "scale-ddp", "label": "2 processes, 1 thread each", "processes": 2, "threads_per_process": 1,
+            "nodes": 10**5, "batch_size": 8192, "num_hops": 1, "epochs": 4, "s_epoch_median": 2.5, "steps_per_epoch": 14}]
+    (tmp_path / "scale.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "scale-ddp.jsonl").write_text("\n".join(json.dumps(r) for r in ddp) + "\n")
+    text = markdown(tmp_path)
+    assert "| 100,000 | 1,000,000 | full | 2.00 | 50,000 | 2.000 | 2.00 GB | 91.23 | 50.0 |" in text
+    assert "| 10,000,000 | | full | does not fit: ≈ 200 GB estimated, 22 GB available |" in text
+    assert "batches of 8192 seed nodes with their 1-hop" in text
+    assert "| 2 processes, 1 thread each | 14 (7) | 2.50 | 1.60× | 80 % |" in text
