@@ -16,6 +16,10 @@ run's ``metrics.jsonl``) as a share of the run's training time (mean logged epoc
 averaged over all runs of the row. Where a row's dataset, protocol and method have a published
 number (:data:`PUBLISHED`), two more columns give it and our means minus it. With ``--update FILE``
 the table replaces the text between ``<!-- {marker}:begin -->`` and ``<!-- {marker}:end -->`` in FILE.
+
+``--compare KEY=A,B`` (e.g. ``train.batching=full,subgraph``) sets the runs whose saved config has
+KEY = A against those with KEY = B instead, per dataset, protocol, config, method and WERank setting
+(:func:`compare_table`); ``--tolerance P`` marks whether each difference is within P points.
 """
 
 from __future__ import annotations
@@ -155,6 +159,66 @@ def _across_configs(groups: dict[tuple, dict[bool, list[dict]]]) -> list[str]:
     return out
 
 
+def config_value(run_dir: str | Path, key: str) -> str | None:
+    """The value of dotted ``key`` (e.g. ``train.batching``) in a run's saved ``config.yaml``, as text
+    (None where the folder has no config or the config no such key)."""
+    import yaml
+
+    try:
+        node: Any = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return json.dumps(node) if isinstance(node, (list, dict)) else str(node)
+
+
+def _epoch_seconds(run_dir: str | Path) -> float | None:
+    """Median logged epoch time of a run (None without metrics)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return None
+    times = [json.loads(line).get("epoch_time_s") for line in path.read_text().splitlines() if line.strip()]
+    times = [t for t in times if t is not None]
+    return float(np.median(times)) if times else None
+
+
+def compare_table(reports: list[dict], key: str, values: tuple[str, str], tolerance: float | None = None) -> str:
+    """Markdown: the runs whose config sets ``key`` to ``values[0]`` and to ``values[1]`` side by side,
+    one row per (dataset, protocol, config, method, WERank on/off); each run contributes its mean test
+    accuracy over its probe splits, as in :func:`table`. With ``tolerance`` (points) a last column says
+    whether |second − first| is within it. Runs with any other value of ``key`` are left out."""
+    groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in reports:
+        value = config_value(r["_path"], key) if "_path" in r else None
+        if value in values:
+            groups[(r["dataset"], r["protocol"], r.get("_config", "—"), report_method(r), bool(r.get("werank")))][value].append(r)
+    a, b = values
+    lines = [f"| dataset | protocol | config | method | {key}: {a} | {key}: {b} | {b} − {a} | epochs | seeds ({a} / {b}) | "
+             f"RankMe ({a} / {b}) | s / epoch ({a} / {b}) |" + (f" within {tolerance:g} point{'s' * (tolerance != 1)} |" if tolerance is not None else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if tolerance is not None else "")]
+    for (dataset, protocol, config, method, werank), by in sorted(groups.items()):
+        first, second = by.get(a, []), by.get(b, [])
+        cell = lambda rs: _fmt([r["accuracy_mean"] for r in rs]) if rs else "—"  # noqa: E731
+        rank = lambda rs: f"{np.mean([r['rankme'] for r in rs]):.1f}" if rs and all("rankme" in r for r in rs) else "—"  # noqa: E731
+
+        def secs(rs: list[dict]) -> str:
+            ts = [t for t in (_epoch_seconds(r["_path"]) for r in rs) if t is not None]
+            return f"{np.mean(ts):.2f}" if ts else "—"
+
+        diff = 100 * (_mean(second) - _mean(first)) if first and second else None
+        epochs = sorted({str(_epochs(r)) for r in first + second})
+        line = (f"| {dataset} | {protocol} | {config} | {run_label(method, werank)} | {cell(first)} | {cell(second)} | "
+                f"{'—' if diff is None else f'{diff:+.2f}'} | {', '.join(epochs)} | {len(first)} / {len(second)} | "
+                f"{rank(first)} / {rank(second)} | {secs(first)} / {secs(second)} |")
+        if tolerance is not None:
+            line += " — |" if diff is None else (" yes |" if abs(diff) <= tolerance else " **no** |")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def update_file(path: str | Path, marker: str, text: str) -> None:
     path = Path(path)
     src = path.read_text()
@@ -183,12 +247,24 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bgrl_werank.results", description=__doc__.split("\n\n")[0])
     p.add_argument("folders", nargs="+", help="folders containing run folders")
     p.add_argument("--no-published", action="store_true", help="leave out the published-reference columns")
+    p.add_argument("--compare", metavar="KEY=A,B",
+                   help="instead: the runs with config KEY set to A and to B side by side (e.g. train.batching=full,subgraph)")
+    p.add_argument("--tolerance", type=float, help="with --compare: mark each row within this many points or not")
     add_update_arguments(p, "results")
     args = p.parse_args(argv)
+    compare = None
+    if args.compare:
+        key, _, vals = args.compare.partition("=")
+        compare = (key, tuple(vals.split(",")))
+        if not key or len(compare[1]) != 2 or not all(compare[1]):
+            print(f"error: --compare {args.compare!r} is not KEY=A,B (e.g. train.batching=full,subgraph)", file=sys.stderr)
+            return 2
     reports = collect(args.folders)
     if not reports:
         print(f"error: no report.json found under {', '.join(args.folders)}; train some runs first", file=sys.stderr)
         return 2
+    if compare:
+        return publish(compare_table(reports, compare[0], compare[1], args.tolerance), args)
     return publish(table(reports, published=not args.no_published), args)
 
 

@@ -155,3 +155,24 @@ def test_plot_labels_name_the_method(tmp_path):
     assert _describe(tmp_path) == tmp_path.name  # no config.yaml: the folder name
     assert default_labels([old, new]) == ["BGRL", "CCA-SSG + WERank"]
     assert default_labels([new, new]) == ["new", "new"]  # the configs cannot tell them apart
+
+
+def test_compare_table_sets_two_values_of_a_config_key_side_by_side(tmp_path, capsys):
+    from bgrl_werank.results import compare_table
+
+    accs = {"full": [0.90, 0.92, 0.91], "subgraph": [0.895, 0.905, 0.885], "other": [0.1]}
+    for batching, values in accs.items():
+        for seed, acc in enumerate(values):
+            run = tmp_path / f"{batching}_seed{seed}"
+            _report(run, "coauthor-cs", True, acc, 30.0 + seed, seed, method="grace")
+            (run / "config.yaml").write_text(f"name: cs\ntrain:\n  batching: {batching}\n  epochs: 150\n")
+            (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "epoch_time_s": t})
+                                                        for e, t in enumerate([5.0, 1.0, 2.0])) + "\n")
+    text = compare_table(collect([tmp_path]), "train.batching", ("full", "subgraph"), tolerance=1.0)
+    header, _, row = text.splitlines()
+    assert "train.batching: full | train.batching: subgraph | subgraph − full" in header and header.endswith("within 1 point |")
+    # full 91.00 ± 0.82, subgraph 89.50 ± 0.82: −1.50 points, outside 1; the "other" run is in neither column
+    assert _cells(row) == ["coauthor-cs", "public", "cs", "GRACE + WERank", "91.00 ± 0.82", "89.50 ± 0.82", "-1.50",
+                           "150", "3 / 3", "31.0 / 31.0", "2.00 / 2.00", "**no**"]
+    assert main([str(tmp_path), "--compare", "train.batching"]) == 2
+    assert "is not KEY=A,B" in capsys.readouterr().err
