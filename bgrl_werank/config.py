@@ -707,10 +707,15 @@ def validate(cfg: Config) -> Config:
     _check(c.num_classes <= c.num_nodes, f"data.csbm.num_classes must be <= data.csbm.num_nodes ({c.num_nodes}), got {c.num_classes}")
     _check(c.avg_degree <= c.num_nodes - 1,
            f"data.csbm.avg_degree must be <= data.csbm.num_nodes - 1 ({c.num_nodes - 1}), got {_num(c.avg_degree)}")
-    # the generator holds num_nodes x num_features features and avg_degree x num_nodes edge ends in
-    # memory; beyond 2^31 entries (8 GiB of float32, 16 GiB of indices) a graph is not synthetic-sized
-    _check(c.num_nodes * c.num_features <= 2**31,
-           f"data.csbm.num_nodes x data.csbm.num_features must be <= 2^31 entries, got {c.num_nodes} x {c.num_features}; lower one")
+    # the generator holds num_nodes x (features stored per node) feature entries and avg_degree x
+    # num_nodes edge ends in memory; beyond 2^31 of either (8 GiB of float32, 16 GiB of indices) a graph
+    # is not synthetic-sized. Sparse features (feature_density < 1) store k = max(1, round(density x F))
+    # ones per node (bgrl_werank.data.csbm), dense ones all F.
+    per_node = c.num_features if c.feature_density >= 1.0 else max(1, round(c.feature_density * c.num_features))
+    _check(c.num_nodes * per_node <= 2**31,
+           f"data.csbm.num_nodes x data.csbm.num_features must be <= 2^31 stored entries, got {c.num_nodes} x {per_node}"
+           f"{'' if per_node == c.num_features else f' ({c.num_features} features at density {_num(c.feature_density)})'}; "
+           "lower one (or data.csbm.feature_density)")
     _check(c.num_nodes * c.avg_degree <= 2**31,
            f"data.csbm.num_nodes x data.csbm.avg_degree must be <= 2^31 edge ends, got {c.num_nodes} x {_num(c.avg_degree)}; lower one")
     return cfg

@@ -94,3 +94,15 @@ def test_moved_keys_still_read_and_land_in_their_new_place():
     assert cfg.method.bgrl.predictor_hidden == 64 and cfg.method.bgrl.momentum == 0.9 and cfg.werank.include_heads
     with pytest.raises(ConfigError, match="old name of 'method.bgrl.predictor_hidden'"):
         build_config({"model": {"predictor_hidden": 64}, "method": {"bgrl": {"predictor_hidden": 32}}})
+
+
+def test_csbm_size_limit_counts_the_feature_entries_it_stores():
+    from bgrl_werank.config import build_config
+
+    big = ["data.name=csbm", "data.csbm.num_nodes=10000000", "data.csbm.num_features=500"]
+    # sparse: 10 ones per node, 10⁸ stored entries (the scale benchmark's 10⁷-node graph)
+    assert build_config({}, [*big, "data.csbm.feature_density=0.02"]).data.csbm.num_nodes == 10**7
+    with pytest.raises(ConfigError, match=r"got 10000000 x 500; lower one"):  # dense: 5·10⁹ entries
+        build_config({}, big)
+    with pytest.raises(ConfigError, match=r"x 250 \(500 features at density 0.5\)"):
+        build_config({}, [*big, "data.csbm.feature_density=0.5"])
