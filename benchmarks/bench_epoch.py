@@ -578,9 +578,10 @@ def run_epochs(spec: dict) -> dict[str, object]:
         for epoch in range(spec["warmup"]):
             trainer.step(epoch)
         times, cpu_times = [], []  # wall seconds, and this process's CPU seconds (all its threads)
+        record: dict = {}
         for epoch in range(spec["warmup"], spec["warmup"] + spec["epochs"]):
             t, c = time.perf_counter(), time.process_time()
-            trainer.step(epoch)
+            record = trainer.step(epoch) or {}
             times.append(time.perf_counter() - t)
             cpu_times.append(time.process_time() - c)
         peak = _hwm_mb()
@@ -598,6 +599,7 @@ def run_epochs(spec: dict) -> dict[str, object]:
             "encoder": encoder_summary(cfg),
             "predictor_hidden": predictor_hidden(cfg),
             "threads": torch.get_num_threads(),
+            **{k: round(record[k], 1) for k in ("batches", "batch_nodes_mean", "batch_edges_mean") if k in record},
             "epochs_timed": len(times),
             "s_epoch_median": round(statistics.median(times), 4),
             "s_epoch_min": round(min(times), 4),

@@ -347,6 +347,16 @@ def test_cpu_info_names_the_widest_vector_extension(monkeypatch):
         fields["flags"] += " avx512f"
         cpu.cpu_info.cache_clear()
         assert cpu.cpu_info()["isa"] == "AVX-512"
+        for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "CC"):
+            monkeypatch.delenv(var, raising=False)
+        assert cpu.isa_limit() is None
+        monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+        assert cpu.isa_limit() == "partial: ATEN_CPU_CAPABILITY=avx2"  # oneDNN, MKL and the kernels still AVX-512
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+        monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+        monkeypatch.setenv("CC", "gcc -mno-avx512f")
+        cpu.cpu_info.cache_clear()
+        assert cpu.cpu_kind() == f"Test CPU, AVX-512 held to AVX2, {info['cores']} cores"
     finally:
         cpu.cpu_info.cache_clear()
 
@@ -360,7 +370,10 @@ def test_scale_full_batch_estimate_and_tables(tmp_path):
     over = ["train.batch_size=8192", "train.num_hops=1"]
     rows = [{"mode": "scale", "batching": "full", "nodes": 10**5, "edges": 10**6, "s_epoch_median": 2.0, "nodes_per_s": 50000,
              "s_per_million_edges": 2.0, "peak_rss_mb": 2048.0, "eval_acc": 91.234, "rankme": 50.0, "cpu_kind": kind,
-             "threads": 2, "overrides": over},
+             "threads": 2, "overrides": over, "epochs_trained": 7},
+            {"mode": "scale", "batching": "subgraph", "nodes": 10**5, "edges": 10**6, "s_epoch_median": 6.0, "nodes_per_s": 16667,
+             "s_per_million_edges": 6.0, "peak_rss_mb": 1024.0, "eval_acc": 90.0, "rankme": 49.0, "cpu_kind": kind,
+             "threads": 2, "overrides": over, "epochs_trained": 7, "batches": 13, "batch_nodes_mean": 60000.0},
             {"mode": "scale", "batching": "full", "nodes": 10**7, "fits": False, "estimated_peak_rss_mb": 204800,
              "available_mb": 22528, "cpu_kind": kind}]
     ddp = [{"mode": "scale-ddp", "label": "1 process, 1 thread", "processes": 1, "threads_per_process": 1, "nodes": 10**5,
@@ -370,7 +383,8 @@ def test_scale_full_batch_estimate_and_tables(tmp_path):
     (tmp_path / "scale.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (tmp_path / "scale-ddp.jsonl").write_text("\n".join(json.dumps(r) for r in ddp) + "\n")
     text = markdown(tmp_path)
-    assert "| 100,000 | 1,000,000 | full | 2.00 | 50,000 | 2.000 | 2.00 GB | 91.23 | 50.0 |" in text
+    assert "| 100,000 | 1,000,000 | full | 2.00 | 50,000 | 2.000 | 2.00 GB | 100,000 (× 1) | 91.23 (7) | 50.0 |" in text
+    assert "| 100,000 | 1,000,000 | subgraph | 6.00 | 16,667 | 6.000 | 1.00 GB | 60,000 (× 7.8) | 90.00 (7) | 49.0 |" in text
     assert "| 10,000,000 | | full | does not fit: ≈ 200 GB estimated, 22 GB available |" in text
     assert "batches of 8192 seed nodes with their 1-hop" in text
     assert "| 2 processes, 1 thread each | 14 (7) | 2.50 | 1.60× | 80 % |" in text

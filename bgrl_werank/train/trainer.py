@@ -496,6 +496,8 @@ class Trainer:
         group: list[tuple[Any, Tensor | None]] = []
         per_step = len(self.generators)  # batches this process computes per step
         for i, batch in enumerate(self.batches.epoch(part)):
+            sums["batch_nodes"] = sums.get("batch_nodes", 0.0) + batch.num_nodes
+            sums["batch_edges"] = sums.get("batch_edges", 0.0) + batch.edge_index.size(1)
             with record_function("views"):
                 group.append((self.backend.view_maker(batch), batch.loss_nodes))
             if len(group) < per_step:
@@ -524,7 +526,10 @@ class Trainer:
                 self._stop_signal = self._signal_seen or "SIGTERM"
         record = {"epoch": epoch + 1, "loss": sums["loss"] / nb, "ssl_loss": sums["ssl_loss"] / nb}
         record.update({k: v / nb for k, v in sums.items() if k.startswith("ssl_") and k != "ssl_loss"})
+        # the sampled subgraphs' mean size: what a step computes on (with 1 hop around random seeds, up
+        # to (1 + degree) x batch_size nodes, so an epoch computes on more nodes than the graph has)
         record.update({"werank": sums["werank"] / nb, "lr": lr, **logged, "batches": nb,
+                       "batch_nodes_mean": sums["batch_nodes"] / nb, "batch_edges_mean": sums["batch_edges"] / nb,
                        "epoch_time_s": time.perf_counter() - t0})
         if self.replicas > 1:
             record["replicas"] = self.replicas
