@@ -62,6 +62,26 @@ def cache_bytes(level: int = 3) -> int | None:
     return None
 
 
+# Environment variables that hold the libraries below the CPU's widest ISA (to emulate a narrower CPU,
+# e.g. an AVX2-only one on an AVX-512 machine): PyTorch's own operators, oneDNN, MKL, and the compiled
+# kernels (built with $CC, so CC="cc -mno-avx512f" builds them without AVX-512).
+_LIMIT_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def isa_limit() -> str | None:
+    """The ISA every library is held to through :data:`_LIMIT_VARS` and ``$CC`` ("AVX2" where all three
+    variables name AVX2 and ``$CC`` carries ``-mno-avx512f``), "partial: …" where only some are, None
+    where none is."""
+    held = {v: os.environ[v] for v in _LIMIT_VARS if os.environ.get(v)}
+    cc_avx2 = "-mno-avx512f" in (os.environ.get("CC") or "").split()
+    if not held and not cc_avx2:
+        return None
+    if len(held) == len(_LIMIT_VARS) and cc_avx2 and all(val.upper() == "AVX2" for val in held.values()):
+        return "AVX2"
+    parts = [f"{k}={v}" for k, v in held.items()] + (["CC without AVX-512"] if cc_avx2 else [])
+    return "partial: " + ", ".join(parts)
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_info() -> dict[str, Any]:
     """This machine's CPU: ``model`` (the model name), ``vendor``, ``family``/``model_number``
@@ -87,10 +107,13 @@ def cpu_info() -> dict[str, Any]:
         "l2_kb": l2 // 1024 if l2 else None,
         "l3_mb": round(l3 / 1024**2, 1) if l3 else None,
         "torch_capability": capability,
+        "isa_limit": isa_limit(),
     }
 
 
 def cpu_kind(info: dict[str, Any] | None = None) -> str:
-    """A short label of a CPU as benchmarks group it, e.g. ``"AMD EPYC, AVX2, 2 cores"``."""
+    """A short label of a CPU as benchmarks group it, e.g. ``"AMD EPYC, AVX2, 2 cores"``, or
+    ``"Intel Xeon …, AVX-512 held to AVX2, 2 cores"`` under :func:`isa_limit`."""
     info = info or cpu_info()
-    return f"{info['model']}, {info['isa']}, {info['cores']} cores"
+    isa = info["isa"] if not info.get("isa_limit") else f"{info['isa']} held to {info['isa_limit']}"
+    return f"{info['model']}, {isa}, {info['cores']} cores"

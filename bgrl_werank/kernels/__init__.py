@@ -80,7 +80,7 @@ def _build(cache: Path) -> Path:
         version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise RuntimeError(f"no C compiler ('{' '.join(cc)}': {e})") from None
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *_FLAGS, version, _cpu_id(), platform.machine()]).encode())
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *cc, *_FLAGS, version, _cpu_id(), platform.machine()]).encode())
     target = cache / f"bn_prelu-{key.hexdigest()[:16]}.so"
     if target.is_file():
         return target
