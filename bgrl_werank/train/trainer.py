@@ -324,7 +324,11 @@ class Trainer:
         self.generator = self.generators[0]
         if hasattr(self.method, "generator"):  # e.g. GRACE's sampled negatives draw from the run's stream
             self.method.generator = self.generator
-        self.views = self.backend.view_maker(graph)
+        # the whole graph's view maker and encoder input, built when first used: under subgraph
+        # batching training never needs them (each batch has its own), and on a large graph each
+        # holds several copies of the edge list (at 10⁷ nodes and 10⁸ edges, gigabytes)
+        self._whole_views: Any = None
+        self._full_graph: Any = None
         # train.batching: subgraph: the batches and their own generator (bgrl_werank/sampling.py); None: full batch
         self.batches = None
         if cfg.train.batching == "subgraph":
@@ -332,7 +336,6 @@ class Trainer:
 
             self.batches = SubgraphBatches(graph.x, graph.edge_index, cfg.train, len(cfg.model.layer_sizes), cfg.seed,
                                            self.replicas)
-        self.full_graph = self.backend.full_graph(graph)
         self.penalty: Callable[..., Tensor] = werank_penalty
         # under torchrun: DistributedDataParallel around the step's loss (its construction broadcasts
         # rank 0's parameters and buffers, so every process starts from the same weights)
@@ -455,6 +458,20 @@ class Trainer:
                 f"non-finite {name} ({float(term.detach())}) at {where}; the last good checkpoint is kept — "
                 f"lower optim.lr or werank.alpha"
             )
+
+    @property
+    def views(self) -> Any:
+        """The backend's view maker of the whole graph (full-batch training's views)."""
+        if self._whole_views is None:
+            self._whole_views = self.backend.view_maker(self.graph)
+        return self._whole_views
+
+    @property
+    def full_graph(self) -> Any:
+        """The un-augmented whole graph as the encoder reads it (rank diagnostics, benchmarks)."""
+        if self._full_graph is None:
+            self._full_graph = self.backend.full_graph(self.graph)
+        return self._full_graph
 
     def step(self, epoch: int) -> dict[str, float]:
         """One training step (epoch ``epoch``, 0-based); returns the record logged for it."""
