@@ -129,37 +129,55 @@ def layerwise_forward(encoder: nn.Module, x: Tensor, edge_index: Tensor, batch_s
             adjacency = edge_index.mat if hasattr(edge_index, "mat") else edge_index
             if hasattr(x, "x"):  # a view's Features (the encoder accepts them too); no mask at inference
                 x = x.x.mat if hasattr(x.x, "mat") else x.x
+        # Memory: each layer's output for all nodes is written batch by batch into one preallocated
+        # (N, width) tensor (no list of parts and concatenated copy), and the previous layer's output
+        # is released as soon as nothing reads it, so a GCN layer peaks at N x (2 x its width) and the
+        # others at N x (input + output width), beyond the input x.
         h = x
+        ranges = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
         for conv, norm, act in layers:
             if isinstance(conv, GCNConv):
                 if adjacency is None:
                     adjacency = _gcn_adjacency(conv, edge_index.to(device), n, torch.float32)
-                hw = torch.cat([_linear(_block(h, a, min(a + batch_size, n), device), conv.lin.weight).to(store)
-                                for a in range(0, n, batch_size)])
-                parts = []
-                for a in range(0, n, batch_size):
-                    b = min(a + batch_size, n)
+                hw = _fill(n, ranges, lambda a, b: _linear(_block(h, a, b, device), conv.lin.weight), store)
+                h = None  # the previous layer's output is read no more (x stays the caller's)
+                hw_dev = hw.to(device)
+
+                def rows_of(a: int, b: int) -> Tensor:
                     rows = csr_rows(adjacency, torch.arange(a, b, device=adjacency.device)).to(device)
-                    z = torch.sparse.mm(rows, hw.to(device))
+                    z = torch.sparse.mm(rows, hw_dev)
                     if conv.bias is not None:
                         z = z + conv.bias
-                    parts.append(act(norm(z)).to(store))
-                out = torch.cat(parts)
+                    return act(norm(z))
+
+                h = _fill(n, ranges, rows_of, store)
+                del hw, hw_dev
             else:
                 if in_edges is None:
                     in_edges = _InEdges(edge_index.to(store), n)
-                parts = []
-                for a in range(0, n, batch_size):
-                    b = min(a + batch_size, n)
+
+                def rows_of(a: int, b: int) -> Tensor:
                     sources, local = in_edges.block(a, b)
                     x_src = _gather(h, sources.to(h.device)).to(device)
                     z = conv((x_src, x_src[: b - a]), local.to(device), size=(sources.numel(), b - a))
-                    parts.append(act(norm(z)).to(store))
-                out = torch.cat(parts)
-            h = out
+                    return act(norm(z))
+
+                h = _fill(n, ranges, rows_of, store)
         return h
     finally:
         encoder.train(was_training)
+
+
+def _fill(n: int, ranges: list[tuple[int, int]], rows_of: Any, store: torch.device | str) -> Tensor:
+    """One (n, width) tensor on ``store`` from ``rows_of(a, b)`` for each range of rows, written in place
+    (its dtype and width those of the first block)."""
+    out = None
+    for a, b in ranges:
+        block = rows_of(a, b)
+        if out is None:
+            out = torch.empty((n, *block.shape[1:]), dtype=block.dtype, device=store)
+        out[a:b] = block.to(store)
+    return out
 
 
 def _block(h: Tensor, start: int, stop: int, device: torch.device) -> Tensor:
