@@ -111,3 +111,17 @@ def test_count_above():
 def test_invalid_inputs_raise(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_chunked_gram_path_of_a_tall_matrix_equals_the_whole_float64_one(monkeypatch):
+    # the path 10⁷-node embeddings take (no whole float64 copy), forced here on a small matrix
+    from bgrl_werank.eval import rank as rank_mod
+
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(3000, 16, generator=g) * torch.logspace(0, -3, 16)).float() + 5.0  # a spread spectrum, off-centre
+    exact_sv, exact_cov, exact_rm = singular_values(z), covariance(z), rankme(z)
+    monkeypatch.setattr(rank_mod, "TALL_ENTRIES", 100)
+    monkeypatch.setattr(rank_mod, "CHUNK_ROWS", 257)  # chunks that do not divide the rows
+    assert torch.allclose(singular_values(z), exact_sv, rtol=1e-9, atol=1e-9 * float(exact_sv[0]))
+    assert torch.allclose(covariance(z), exact_cov, rtol=1e-10, atol=1e-14)
+    assert rankme(z) == pytest.approx(exact_rm, rel=1e-9)

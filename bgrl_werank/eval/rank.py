@@ -25,7 +25,31 @@ def singular_values(matrix: Tensor) -> Tensor:
         - matrix: (N, d) -> (min(N, d),)
     """
     _check_matrix(matrix, "matrix")
+    n, d = matrix.shape
+    if n * d > TALL_ENTRIES and n >= 4 * d:
+        # A tall matrix too large to copy to float64 (10⁷ node embeddings): σ_k = sqrt(λ_k(MᵀM)),
+        # with MᵀM accumulated in float64 over row chunks. The same values in exact arithmetic; in
+        # float64 the σ_k below ~1e-8 σ_1 are lost to rounding, which leaves RankMe unchanged to ~1e-7.
+        eig = torch.linalg.eigvalsh(_gram(matrix.detach()))
+        return eig.clamp_min(0).sqrt().flip(0)
     return torch.linalg.svdvals(matrix.detach().to(torch.float64))
+
+
+# Above this many entries a tall matrix is not copied to float64 whole: singular_values and covariance
+# accumulate its Gram matrix over CHUNK_ROWS-row chunks instead (2²⁴ entries: 128 MiB in float64).
+TALL_ENTRIES = 1 << 24
+CHUNK_ROWS = 1 << 16
+
+
+def _gram(m: Tensor, shift: Tensor | None = None) -> Tensor:
+    """Σ_i (m_i − shift)ᵀ(m_i − shift) in float64, over row chunks of ``m``."""
+    out = torch.zeros(m.shape[1], m.shape[1], dtype=torch.float64, device=m.device)
+    for a in range(0, m.shape[0], CHUNK_ROWS):
+        block = m[a:a + CHUNK_ROWS].to(torch.float64)
+        if shift is not None:
+            block = block - shift
+        out += block.T @ block
+    return out
 
 
 def covariance(z: Tensor) -> Tensor:
@@ -41,7 +65,11 @@ def covariance(z: Tensor) -> Tensor:
         - z: (N, d) -> (d, d)
     """
     _check_matrix(z, "z")
-    zc = z.detach().to(torch.float64)
+    z = z.detach()
+    if z.numel() > TALL_ENTRIES:  # the same sums over row chunks, never a whole float64 copy
+        mean = sum(z[a:a + CHUNK_ROWS].to(torch.float64).sum(0) for a in range(0, z.shape[0], CHUNK_ROWS)) / z.shape[0]
+        return _gram(z, mean.unsqueeze(0)) / z.shape[0]
+    zc = z.to(torch.float64)
     zc = zc - zc.mean(0, keepdim=True)
     return zc.T @ zc / z.shape[0]
 
@@ -113,5 +141,11 @@ def count_above(values: Tensor, rel_threshold: float) -> int:
 def _check_matrix(t: Tensor, name: str) -> None:
     if t.dim() != 2 or t.numel() == 0:
         raise ValueError(f"{name} must be a non-empty 2-D tensor (N, d), got shape {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
+    if not all_finite(t):
         raise ValueError(f"{name} contains NaN/inf")
+
+
+def all_finite(t: Tensor) -> bool:
+    """``torch.isfinite(t).all()`` over row chunks: whole, it makes an ``abs`` copy of ``t`` and two
+    masks (430 MB of temporaries for 10⁶ × 64 float32)."""
+    return all(bool(torch.isfinite(t[a:a + CHUNK_ROWS]).all()) for a in range(0, max(1, t.shape[0]), CHUNK_ROWS))
