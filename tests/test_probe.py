@@ -264,3 +264,20 @@ def test_cora_public_split_full_features(cora):
     res_s = linear_probe(z, cora.y, [split], backend="sklearn")
     assert res_s.test_acc[0] > 0.7
     assert abs(res_t.test_acc[0] - res_s.test_acc[0]) <= 0.01  # observed: 80.5% vs 80.6%, both at C = 8
+
+
+def test_predictions_in_row_chunks_give_the_same_result(monkeypatch):
+    # the chunks that keep a 10⁷-node probe in memory change nothing: same C choices, same accuracies
+    from bgrl_werank.data.splits import random_splits
+    from bgrl_werank.eval import probe as probe_mod
+
+    g = torch.Generator().manual_seed(3)
+    y = torch.randint(0, 4, (600,), generator=g)
+    z = torch.randn(600, 8, generator=g) + 0.8 * torch.nn.functional.one_hot(y, 8).float()
+    splits = random_splits(600, num_splits=3)
+    for normalize in (False, True):
+        whole = probe_mod.linear_probe(z, y, splits, c_grid=[0.01, 1.0, 100.0], normalize=normalize)
+        monkeypatch.setattr(probe_mod, "PREDICT_ROWS", 7)  # 7 test rows, or 2 val rows over the 3 Cs, a chunk
+        chunked = probe_mod.linear_probe(z, y, splits, c_grid=[0.01, 1.0, 100.0], normalize=normalize)
+        monkeypatch.undo()
+        assert chunked.test_acc == whole.test_acc and chunked.val_acc == whole.val_acc and chunked.best_c == whole.best_c

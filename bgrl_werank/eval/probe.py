@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.splits import Split
+from .rank import all_finite
 
 #: Default grid of inverse regularisation strengths C: 2^-10, 2^-9, …, 2^10 (21 values; the grid of
 #: the reference BGRL linear evaluation; the selected C stays inside it, 2^1-2^8, on the Cora and
@@ -147,8 +148,7 @@ def linear_probe(
     """
     start = time.perf_counter()
     x, y, num_classes = _validate(embeddings, labels, splits, c_grid, backend, max_iter, tol)
-    if normalize:
-        x = F.normalize(x, dim=1)
+    x = _Rows(x, normalize)
     c_values = torch.tensor([float(c) for c in c_grid], dtype=torch.float64)
     if backend == "torch":
         test_acc, val_acc, best_g = _probe_torch(x, y, num_classes, splits, c_values, max_iter, tol)
@@ -199,7 +199,7 @@ def fit_logistic_regression(
     """
     if x.dim() != 2 or y.dim() != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"need x of shape (n, d) and y of shape (n,), got {tuple(x.shape)} and {tuple(y.shape)}")
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise ValueError("x contains NaN/inf")
     c = int(y.max()) + 1 if num_classes is None else num_classes
     if int(y.min()) < 0 or int(y.max()) >= c or torch.unique(y).numel() < 2:
@@ -238,8 +238,10 @@ def _validate(
     _check_solver_args(c_grid, max_iter, tol)
     if len(splits) == 0:
         raise ValueError("splits is empty; give at least one Split")
-    x = embeddings.detach().to("cpu", torch.float64)
-    if not torch.isfinite(x).all():
+    x = embeddings.detach().cpu()
+    if not x.is_floating_point():
+        x = x.to(torch.float64)
+    if not all_finite(x):
         raise ValueError("embeddings contain NaN/inf")
     _, y = torch.unique(labels.detach().cpu(), return_inverse=True)
     num_classes = int(y.max()) + 1
@@ -291,7 +293,7 @@ def _probe_sklearn(
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    xn, yn = x.numpy(), y.numpy()
+    xn, yn = x[torch.arange(x.shape[0])].numpy(), y.numpy()
     val_correct = np.zeros((len(splits), len(c_values)), dtype=np.int64)
     test_acc, val_acc, best_g = [], [], []
     with threadpool_limits(limits=1):
@@ -320,18 +322,46 @@ def _probe_torch(
     num_s, d, num_g = len(splits), x.shape[1], len(c_values)
     val_correct = np.zeros((num_s, num_g), dtype=np.int64)
     for s, split in enumerate(splits):
-        logits = (x[split.val] @ weight[s].permute(1, 0, 2).reshape(d, -1)).view(-1, num_g, num_classes)
-        pred = (logits + bias[s]).masked_fill(~present[s], -math.inf).argmax(-1)
-        val_correct[s] = (pred == y[split.val, None]).sum(0).numpy()
+        w = weight[s].permute(1, 0, 2).reshape(d, -1)
+        for part in _chunks(split.val, PREDICT_ROWS // max(1, num_g)):
+            logits = (x[part] @ w).view(-1, num_g, num_classes)
+            pred = (logits + bias[s]).masked_fill(~present[s], -math.inf).argmax(-1)
+            val_correct[s] += (pred == y[part, None]).sum(0).numpy()
     best = _select(val_correct, c_values)
     test_acc, val_acc = [], []
     for s, split in enumerate(splits):
         g = int(best[s])
-        logits = x[split.test] @ weight[s, g] + bias[s, g]
-        pred = logits.masked_fill(~present[s], -math.inf).argmax(-1)
-        test_acc.append(float((pred == y[split.test]).double().mean()))
+        correct = 0
+        for part in _chunks(split.test, PREDICT_ROWS):
+            logits = x[part] @ weight[s, g] + bias[s, g]
+            pred = logits.masked_fill(~present[s], -math.inf).argmax(-1)
+            correct += int((pred == y[part]).sum())
+        test_acc.append(correct / split.test.numel())
         val_acc.append(val_correct[s, g] / split.val.numel())
     return test_acc, val_acc, best.tolist()
+
+
+# Validation and test predictions are made this many rows at a time (over the C grid: this many
+# (node, C) pairs), so a graph's 8·10⁶ test nodes never need their embeddings in float64 at once.
+PREDICT_ROWS = 1 << 16
+
+
+def _chunks(index: Tensor, size: int) -> list[Tensor]:
+    return [index[a:a + size] for a in range(0, index.numel(), max(1, size))]
+
+
+class _Rows:
+    """The probe's view of the embeddings: rows gathered on demand, in float64, L2-normalised when
+    asked. The embeddings are never copied to float64 whole (5 GB for 10⁷ × 64); a gathered row is
+    the one a whole float64 copy (normalised row by row) would hold, bit for bit."""
+
+    def __init__(self, x: Tensor, normalize: bool) -> None:
+        self.x, self.normalize = x, normalize
+        self.shape, self.dtype = x.shape, torch.float64
+
+    def __getitem__(self, index: Tensor) -> Tensor:
+        rows = self.x[index].to(torch.float64)
+        return F.normalize(rows, dim=-1) if self.normalize else rows
 
 
 def _pad(index_lists: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
