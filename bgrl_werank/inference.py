@@ -9,10 +9,12 @@ its in-edges and their sources. In eval mode every norm (BatchNorm with its runn
 LayerNorm) and activation acts on each node by itself, so batching them changes nothing; the
 convolutions are computed as PyG defines them:
 
-* ``gcn`` (PyG ``GCNConv`` and the fast backend's encoder): Â·(X·Wᵀ) + b, with Â normalised once
+* ``gcn`` (PyG ``GCNConv`` and the fast backend's encoder): Â·(H·Wᵀ) + b, with Â normalised once
   for the whole graph (PyG's ``gcn_norm`` with the layer's own settings; the fast backend's graph
-  carries Â already) and X·Wᵀ computed in row batches, then one CSR row block of Â per batch —
-  degrees are the whole graph's, which a per-batch edge list would get wrong;
+  carries Â already) and H·Wᵀ computed in row batches, then one CSR row block of Â per batch —
+  degrees are the whole graph's, which a per-batch edge list would get wrong. The first layer
+  projects, per block, only the rows of X that block's rows of Â read, so that no N × width
+  product is held beside its output;
 * ``sage``, ``gat``, ``gin`` (``SAGEConv``, ``GATConv``, ``GINConv``): the layer itself, called in
   PyG's bipartite form ``conv((x_src, x_dst), edge_index, size)`` on a batch's in-edges, with the
   batch's targets first among the sources, so that GAT's added self-loops (source i → target i for
@@ -131,27 +133,42 @@ def layerwise_forward(encoder: nn.Module, x: Tensor, edge_index: Tensor, batch_s
                 x = x.x.mat if hasattr(x.x, "mat") else x.x
         # Memory: each layer's output for all nodes is written batch by batch into one preallocated
         # (N, width) tensor (no list of parts and concatenated copy), and the previous layer's output
-        # is released as soon as nothing reads it, so a GCN layer peaks at N x (2 x its width) and the
-        # others at N x (input + output width), beyond the input x.
+        # is released as soon as nothing reads it: the first GCN layer holds only its output, a later
+        # one N x (input + output width) at most, as do the other convolutions.
         h = x
         ranges = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
         for conv, norm, act in layers:
             if isinstance(conv, GCNConv):
                 if adjacency is None:
                     adjacency = _gcn_adjacency(conv, edge_index.to(device), n, torch.float32)
-                hw = _fill(n, ranges, lambda a, b: _linear(_block(h, a, b, device), conv.lin.weight), store)
-                h = None  # the previous layer's output is read no more (x stays the caller's)
-                hw_dev = hw.to(device)
-
-                def rows_of(a: int, b: int) -> Tensor:
+                def rows_of(a: int, b: int, features: Tensor) -> Tensor:
                     rows = csr_rows(adjacency, torch.arange(a, b, device=adjacency.device)).to(device)
-                    z = torch.sparse.mm(rows, hw_dev)
+                    z = torch.sparse.mm(rows, features)
                     if conv.bias is not None:
                         z = z + conv.bias
                     return act(norm(z))
 
-                h = _fill(n, ranges, rows_of, store)
-                del hw, hw_dev
+                if h is x:
+                    # The input stays the caller's: Â·(X·Wᵀ) would hold X·Wᵀ for all nodes beside the
+                    # output, so each block projects only the rows of X its rows of Â read (the same
+                    # products and sums), and the layer holds only its output.
+                    def first_rows(a: int, b: int) -> Tensor:
+                        rows = csr_rows(adjacency, torch.arange(a, b, device=adjacency.device))
+                        read, local = torch.unique(rows.col_indices(), return_inverse=True)
+                        sub = torch.sparse_csr_tensor(rows.crow_indices(), local, rows.values(), size=(b - a, read.numel()))
+                        xw = _linear(_rows(x, read).to(device), conv.lin.weight)
+                        z = torch.sparse.mm(sub.to(device), xw)
+                        if conv.bias is not None:
+                            z = z + conv.bias
+                        return act(norm(z))
+
+                    h = _fill(n, ranges, first_rows, store)
+                else:
+                    hw = _fill(n, ranges, lambda a, b: _linear(_block(h, a, b, device), conv.lin.weight), store)
+                    h = None  # the previous layer's output is read no more
+                    hw_dev = hw.to(device)
+                    h = _fill(n, ranges, lambda a, b: rows_of(a, b, hw_dev), store)
+                    del hw, hw_dev
             else:
                 if in_edges is None:
                     in_edges = _InEdges(edge_index.to(store), n)
@@ -178,6 +195,11 @@ def _fill(n: int, ranges: list[tuple[int, int]], rows_of: Any, store: torch.devi
             out = torch.empty((n, *block.shape[1:]), dtype=block.dtype, device=store)
         out[a:b] = block.to(store)
     return out
+
+
+def _rows(x: Tensor, index: Tensor) -> Tensor:
+    """Rows ``index`` of ``x`` (sparse CSR rows stay sparse)."""
+    return csr_rows(x, index) if x.layout == torch.sparse_csr else x.index_select(0, index)
 
 
 def _block(h: Tensor, start: int, stop: int, device: torch.device) -> Tensor:
