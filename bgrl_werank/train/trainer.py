@@ -219,15 +219,20 @@ def evaluate(cfg: Config, method: Method, graph: Graph, backend: Backend | None 
     layer by layer with ``eval.inference: layerwise``); adds RankMe."""
     from ..eval import covariance_spectrum, linear_probe, rankme
 
+    from ..ops import default_allocator
+
     backend = resolve_backend(cfg) if backend is None else backend
-    z = method.embed(backend.full_graph(graph), eval_encoder(cfg, method, graph, backend), inference_batch_size(cfg)).float().cpu()
-    splits = probe_splits(cfg, graph)
-    kwargs = {"backend": cfg.eval.backend}
-    if cfg.eval.c_grid is not None:
-        kwargs["c_grid"] = cfg.eval.c_grid
-    result = linear_probe(z, graph.y, splits, **kwargs).to_dict()
-    result["rankme"] = float(rankme(z))
-    result["representation_spectrum"] = covariance_spectrum(z).tolist()
+    with default_allocator():  # a few whole-graph blocks, given back when freed (ops.default_allocator)
+        full = backend.full_graph(graph)
+        z = method.embed(full, eval_encoder(cfg, method, graph, backend), inference_batch_size(cfg)).float().cpu()
+        del full
+        splits = probe_splits(cfg, graph)
+        kwargs = {"backend": cfg.eval.backend}
+        if cfg.eval.c_grid is not None:
+            kwargs["c_grid"] = cfg.eval.c_grid
+        result = linear_probe(z, graph.y, splits, **kwargs).to_dict()
+        result["rankme"] = float(rankme(z))
+        result["representation_spectrum"] = covariance_spectrum(z).tolist()
     return result
 
 
