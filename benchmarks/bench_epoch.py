@@ -648,6 +648,7 @@ def run_epochs(spec: dict) -> dict[str, object]:
             out.update(eval_protocol=cfg.eval.protocol, eval_splits=len(res["test_acc"]), eval_acc=round(100 * res["mean"], 3),
                        eval_std=round(100 * res["std"], 3), rankme=round(res["rankme"], 2),
                        epochs_trained=spec["warmup"] + spec["epochs"], seed=cfg.seed)
+            out["peak_rss_mb_with_eval"] = _hwm_mb()  # the run's own probe included (layerwise inference, RankMe)
         if spec.get("werank_ab") and cfg.werank.enabled:
             pairs = _pairs_for(statistics.median(times), spec["werank_ab"], spec.get("werank_ab_seconds", 10.0))
             out.update(_werank_in_step(trainer, spec["warmup"] + spec["epochs"], pairs))
