@@ -464,6 +464,20 @@ def allocator_tuned() -> bool:
     return _ALLOCATOR_TUNED
 
 
+# glibc's mallopt parameters, and the two settings of the heap: glibc's defaults, and kept
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_HEAP_DEFAULT = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
+_HEAP_KEPT = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**30}
+
+
+def _set_heap(settings: dict[int, int]) -> bool:
+    """Apply mallopt ``settings`` and give free memory back (``malloc_trim``); whether glibc took them."""
+    libc = ctypes.CDLL("libc.so.6")
+    ok = all(libc.mallopt(param, value) == 1 for param, value in settings.items())
+    libc.malloc_trim(0)
+    return ok
+
+
 @contextlib.contextmanager
 def default_allocator() -> Iterator[None]:
     """glibc's default allocator behaviour inside the block, :func:`tune_allocator`'s again after.
@@ -476,16 +490,11 @@ def default_allocator() -> Iterator[None]:
     if not _ALLOCATOR_TUNED:
         yield
         return
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_mmap_max = -1, -4
-    libc.mallopt(m_mmap_max, 65536)  # glibc's defaults
-    libc.mallopt(m_trim_threshold, 128 * 1024)
-    libc.malloc_trim(0)
+    _set_heap(_HEAP_DEFAULT)
     try:
         yield
     finally:
-        libc.mallopt(m_mmap_max, 0)
-        libc.mallopt(m_trim_threshold, 2**30)
+        _set_heap(_HEAP_KEPT)
 
 
 def tune_allocator() -> bool:
@@ -497,7 +506,7 @@ def tune_allocator() -> bool:
     epoch takes 1.3 s instead of 0.92 s. With mmap off and a high trim threshold the blocks are
     reused, at the price of a fragmented heap (see :data:`HEAP_GROWTH`); the process does not shrink
     between steps. The trainer decides through :func:`keep_heap_if_room` after its first step; this
-    is process-wide and idempotent.
+    is process-wide and idempotent. The trim also gives back what loading the data left free.
     """
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
@@ -505,10 +514,7 @@ def tune_allocator() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4
-        ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**30) == 1
-        libc.malloc_trim(0)  # give back what loading the data left free, before training starts
+        ok = _set_heap(_HEAP_KEPT)
     except (OSError, AttributeError):
         return False
     _ALLOCATOR_TUNED = ok
