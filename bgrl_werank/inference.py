@@ -141,12 +141,9 @@ def layerwise_forward(encoder: nn.Module, x: Tensor, edge_index: Tensor, batch_s
             if isinstance(conv, GCNConv):
                 if adjacency is None:
                     adjacency = _gcn_adjacency(conv, edge_index.to(device), n, torch.float32)
-                def rows_of(a: int, b: int, features: Tensor) -> Tensor:
-                    rows = csr_rows(adjacency, torch.arange(a, b, device=adjacency.device)).to(device)
-                    z = torch.sparse.mm(rows, features)
-                    if conv.bias is not None:
-                        z = z + conv.bias
-                    return act(norm(z))
+
+                def finish(z: Tensor) -> Tensor:  # Â·(H·Wᵀ) of a block of rows -> the layer's output rows
+                    return act(norm(z if conv.bias is None else z + conv.bias))
 
                 if h is x:
                     # The input stays the caller's: Â·(X·Wᵀ) would hold X·Wᵀ for all nodes beside the
@@ -157,17 +154,19 @@ def layerwise_forward(encoder: nn.Module, x: Tensor, edge_index: Tensor, batch_s
                         read, local = torch.unique(rows.col_indices(), return_inverse=True)
                         sub = torch.sparse_csr_tensor(rows.crow_indices(), local, rows.values(), size=(b - a, read.numel()))
                         xw = _linear(_rows(x, read).to(device), conv.lin.weight)
-                        z = torch.sparse.mm(sub.to(device), xw)
-                        if conv.bias is not None:
-                            z = z + conv.bias
-                        return act(norm(z))
+                        return finish(torch.sparse.mm(sub.to(device), xw))
 
                     h = _fill(n, ranges, first_rows, store)
                 else:
                     hw = _fill(n, ranges, lambda a, b: _linear(_block(h, a, b, device), conv.lin.weight), store)
                     h = None  # the previous layer's output is read no more
                     hw_dev = hw.to(device)
-                    h = _fill(n, ranges, lambda a, b: rows_of(a, b, hw_dev), store)
+
+                    def rows_of(a: int, b: int) -> Tensor:
+                        rows = csr_rows(adjacency, torch.arange(a, b, device=adjacency.device)).to(device)
+                        return finish(torch.sparse.mm(rows, hw_dev))
+
+                    h = _fill(n, ranges, rows_of, store)
                     del hw, hw_dev
             else:
                 if in_edges is None:
