@@ -43,6 +43,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from benchmarks.bench_epoch import RESULTS, ROOT, _emit, _rows, _spawn, machine_fields  # noqa: E402
+from bgrl_werank.results import add_update_arguments, publish  # noqa: E402
 
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 # The graph and model of every row: a CSBM graph of average degree 10 with bag-of-words-like sparse
@@ -281,18 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ddp-nodes", type=int, default=100_000, help="--ddp: CSBM nodes (default 10⁵)")
     p.add_argument("--ddp-epochs", type=int, default=4, help="--ddp: epochs per run, the first untimed (default 4)")
     p.add_argument("--out", help="JSONL file to append to (default benchmarks/results/scale.jsonl or scale-ddp.jsonl)")
-    p.add_argument("--markdown", action="store_true", help="print the tables from benchmarks/results/")
-    p.add_argument("--update", metavar="FILE", help="with --markdown: paste them into FILE between scale markers")
+    p.add_argument("--markdown", action="store_true", help="print the tables from benchmarks/results/ (with --update: paste them)")
+    add_update_arguments(p, "scale")
     args = p.parse_args(argv)
     if args.markdown:
-        text = markdown()
-        if args.update:
-            from bgrl_werank.results import update_file
-
-            update_file(args.update, "scale", text)
-        else:
-            print(text)
-        return 0
+        return publish(markdown(), args)
     out = Path(args.out) if args.out else RESULTS / ("scale-ddp.jsonl" if args.ddp else "scale.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = machine_fields()

@@ -218,7 +218,6 @@ def evaluate(cfg: Config, method: Method, graph: Graph, backend: Backend | None 
     """Linear probe (``cfg.eval``) on the frozen encoder's representations of the full graph (one pass, or
     layer by layer with ``eval.inference: layerwise``); adds RankMe."""
     from ..eval import covariance_spectrum, linear_probe, rankme
-
     from ..ops import default_allocator
 
     backend = resolve_backend(cfg) if backend is None else backend
